@@ -1,0 +1,75 @@
+import Foundation
+import Logging
+import MCPWire
+import Metrics
+import PortalCore
+import Synchronization
+import Upstream
+
+/// Delivers messages from the portal to one client session: on the stream
+/// of the request they belong to, or on the session's own stream when
+/// `relatedTo` is nil.
+public protocol SessionOutbound: Sendable {
+    func send(_ message: JSONRPCMessage, relatedTo requestID: JSON?) async
+}
+
+/// The portal's request path, shared by every session: the pool, the
+/// catalogs, audit and settings. Sessions are made here.
+public final class Gateway: Sendable {
+    public let config: PortalConfig
+    public let pool: UpstreamPool
+    public let audit: any AuditStore
+    let logger: Logger
+    let catalogs = Mutex<[String: PortalCatalog]>([:])
+
+    public init(config: PortalConfig, pool: UpstreamPool, audit: any AuditStore, logger: Logger) {
+        self.config = config
+        self.pool = pool
+        self.audit = audit
+        self.logger = logger
+    }
+
+    public func portal(_ id: String) -> PortalDefinition? { config.portal(id) }
+
+    /// The portal's current catalog, rebuilt when any of its servers changed.
+    public func catalog(for portal: PortalDefinition) -> PortalCatalog {
+        let servers = portal.servers.compactMap { pool.state($0) }
+        let stamp = servers.map(\.version)
+        if let cached = catalogs.withLock({ $0[portal.id] }), cached.stamp == stamp { return cached }
+        let built = PortalCatalog.build(portal: portal, servers: servers)
+        catalogs.withLock { $0[portal.id] = built }
+        return built
+    }
+
+    public func openSession(portal: PortalDefinition, principal: Principal, sessionID: String, outbound: any SessionOutbound) -> PortalSession {
+        PortalSession(gateway: self, portal: portal, principal: principal, id: sessionID, outbound: outbound)
+    }
+
+    func timeout(for server: String) -> Duration {
+        .seconds(pool.state(server)?.config.callTimeoutSeconds ?? config.limits.callTimeoutSeconds)
+    }
+
+    /// Records an audit event; a store failure becomes an error the client sees
+    /// (the portal fails closed rather than answer unaudited).
+    func record(_ event: AuditEvent) async throws(JSONRPCError) {
+        do {
+            try await audit.record(event)
+        } catch {
+            logger.error("audit write failed; failing the request closed", metadata: ["error": "\(error)"])
+            throw JSONRPCError.internalError("audit log unavailable; request refused")
+        }
+    }
+
+    let callCounter = Mutex<[String: (Counter, Counter, Metrics.Timer)]>([:])
+
+    func metrics(server: String, tool: String) -> (calls: Counter, errors: Counter, latency: Metrics.Timer) {
+        let key = "\(server)\u{0}\(tool)"
+        if let found = callCounter.withLock({ $0[key] }) { return found }
+        let dims = [("server", server), ("tool", tool)]
+        let made = (Counter(label: "mcp_portal_tool_calls_total", dimensions: dims),
+                    Counter(label: "mcp_portal_tool_errors_total", dimensions: dims),
+                    Metrics.Timer(label: "mcp_portal_tool_call_duration_seconds", dimensions: dims, preferredDisplayUnit: .seconds))
+        callCounter.withLock { $0[key] = made }
+        return made
+    }
+}

@@ -1,0 +1,504 @@
+import Crypto
+import Foundation
+import Logging
+import MCPWire
+import PortalCore
+import Upstream
+
+/// One client's MCP session with a portal: negotiation, the servers this
+/// session has turned on, routing of every method, and the requests the
+/// portal makes of the client on behalf of a server.
+public actor PortalSession {
+    public nonisolated let id: String
+    public nonisolated let portal: PortalDefinition
+    public nonisolated let principal: Principal
+    let gateway: Gateway
+    let outbound: any SessionOutbound
+    public private(set) var protocolVersion: String?
+    public private(set) var initialized = false
+    /// Servers turned on for this session (`portal_toggle_servers`).
+    private var enabledServers: Set<String>
+    private var clientRequests: [String: CheckedContinuation<JSONRPCMessage, Never>] = [:]
+    private var nextClientRequest = 1
+    private var inFlight: [JSON: Task<JSONRPCMessage, Never>] = [:]
+    private var subscriptions: Set<String> = []
+    private var listener: UUID?
+    private var logLevel: JSON?
+
+    /// Portal tool names; they never collide with `{server}_{tool}` names
+    /// because no server id is `portal`.
+    static let listServersTool = "portal_list_servers"
+    static let toggleServersTool = "portal_toggle_servers"
+    static let pageSize = 1000
+
+    init(gateway: Gateway, portal: PortalDefinition, principal: Principal, id: String, outbound: any SessionOutbound) {
+        self.gateway = gateway
+        self.portal = portal
+        self.principal = principal
+        self.id = id
+        self.outbound = outbound
+        self.enabledServers = Set(portal.servers)
+    }
+
+    /// Starts relaying list changes and server notifications to the client.
+    public func start() {
+        guard listener == nil else { return }
+        listener = gateway.pool.addListener { [weak self] server, event in
+            guard let self else { return }
+            Task { await self.relay(server: server, event: event) }
+        }
+    }
+
+    public func close() async {
+        if let listener { gateway.pool.removeListener(listener) }
+        listener = nil
+        for task in inFlight.values { task.cancel() }
+        for continuation in clientRequests.values {
+            continuation.resume(returning: .error(id: nil, JSONRPCError(code: -32000, message: "session closed")))
+        }
+        clientRequests = [:]
+        try? await gateway.record(AuditEvent(kind: .sessionClose, portal: portal.id, sessionID: id, principal: principal.subject, outcome: .ok))
+    }
+
+    // MARK: Dispatch
+
+    /// Handles one message from the client. Requests get a response;
+    /// notifications and responses return nil.
+    public func handle(_ message: JSONRPCMessage) async -> JSONRPCMessage? {
+        switch message.kind {
+        case .request:
+            let id = message.id ?? .null
+            do {
+                return try await handleRequest(message)
+            } catch let error as JSONRPCError {
+                return .error(id: id, error)
+            } catch {
+                return .error(id: id, .internalError("\(error)"))
+            }
+        case .notification:
+            await handleNotification(message)
+            return nil
+        case .response, .errorResponse:
+            if let key = message.id?.stringValue, let continuation = clientRequests.removeValue(forKey: key) {
+                continuation.resume(returning: message)
+            }
+            return nil
+        case nil:
+            return .error(id: message.id, .invalidRequest("not a request, notification or response"))
+        }
+    }
+
+    func handleRequest(_ message: JSONRPCMessage) async throws -> JSONRPCMessage {
+        let id = message.id ?? .null
+        let method = message.method ?? ""
+        if method != MCP.Method.initialize, method != MCP.Method.ping, protocolVersion == nil {
+            throw JSONRPCError.invalidRequest("the session is not initialized; send initialize first")
+        }
+        if let params = message.params, params.objectValue == nil {
+            throw JSONRPCError.invalidParams("params must be an object")
+        }
+        let params = message.params?.objectValue ?? [:]
+        switch method {
+        case MCP.Method.initialize: return .response(id: id, result: try await initialize(params))
+        case MCP.Method.ping: return .response(id: id, result: [:])
+        case MCP.Method.toolsList: return .response(id: id, result: try await listTools(params))
+        case MCP.Method.toolsCall: return try await callTool(message, params: params)
+        case MCP.Method.resourcesList:
+            return .response(id: id, result: try await listMerged(MCP.Method.resourcesList, key: "resources", capability: "resources", params: params) { server, item in
+                Self.prefixURI(item, key: "uri", server: server)
+            })
+        case MCP.Method.resourceTemplatesList:
+            return .response(id: id, result: try await listMerged(MCP.Method.resourceTemplatesList, key: "resourceTemplates", capability: "resources", params: params) { server, item in
+                Self.prefixURI(item, key: "uriTemplate", server: server)
+            })
+        case MCP.Method.promptsList:
+            return .response(id: id, result: try await listMerged(MCP.Method.promptsList, key: "prompts", capability: "prompts", params: params) { server, item in
+                var item = item
+                if let name = item["name"]?.stringValue { item["name"] = .string(ToolNaming.exposedName(server: server, tool: name)) }
+                return item
+            })
+        case MCP.Method.resourcesRead, MCP.Method.resourcesSubscribe, MCP.Method.resourcesUnsubscribe:
+            return try await routeByURI(message, params: params)
+        case MCP.Method.promptsGet:
+            return try await routePrompt(message, params: params)
+        case MCP.Method.completionComplete:
+            return try await routeCompletion(message, params: params)
+        case MCP.Method.loggingSetLevel:
+            logLevel = params["level"]
+            for server in activeServers(capability: "logging") {
+                _ = try? await server.client.request(method: method, params: message.params, timeout: gateway.timeout(for: server.id))
+            }
+            return .response(id: id, result: [:])
+        default:
+            throw JSONRPCError.methodNotFound(method)
+        }
+    }
+
+    func handleNotification(_ message: JSONRPCMessage) async {
+        switch message.method {
+        case MCP.Method.initialized:
+            initialized = true
+        case MCP.Method.cancelled:
+            if let requestID = message.params?["requestId"], let task = inFlight[requestID] {
+                task.cancel()
+            }
+        case MCP.Method.rootsListChanged:
+            for server in activeServers(capability: nil) { await server.client.notify(message) }
+        default:
+            break
+        }
+    }
+
+    // MARK: Lifecycle
+
+    func initialize(_ params: JSONObject) async throws -> JSON {
+        guard let requested = params["protocolVersion"]?.stringValue else {
+            throw JSONRPCError.invalidParams("initialize needs a protocolVersion string")
+        }
+        let version = MCP.supportedProtocolVersions.contains(requested) ? requested : MCP.latestProtocolVersion
+        protocolVersion = version
+        start()
+        try await gateway.record(AuditEvent(kind: .sessionOpen, portal: portal.id, sessionID: id, principal: principal.subject,
+                                            method: MCP.Method.initialize, outcome: .ok))
+        var instructions = "mcp-portal \"\(portal.id)\": tools of several servers, named {server}_{tool}. "
+            + "Use \(Self.listServersTool) to see the servers and \(Self.toggleServersTool) to turn some off for this session."
+        for server in portal.servers.compactMap({ gateway.pool.state($0) }) {
+            if let text = server.initializeResult?["instructions"]?.stringValue, !text.isEmpty {
+                instructions += "\n\n[\(server.id)] \(text)"
+            }
+        }
+        return [
+            "protocolVersion": .string(version),
+            "capabilities": [
+                "tools": ["listChanged": true],
+                "resources": ["subscribe": true, "listChanged": true],
+                "prompts": ["listChanged": true],
+                "logging": [:],
+                "completions": [:],
+            ],
+            "serverInfo": ["name": "mcp-portal", "title": .string("mcp-portal: \(portal.id)"), "version": "0.1.0"],
+            "instructions": .string(instructions),
+        ]
+    }
+
+    // MARK: Tools
+
+    func listTools(_ params: JSONObject) async throws -> JSON {
+        for server in portal.servers { await gateway.pool.refreshTools(server, notify: false) }
+        let catalog = gateway.catalog(for: portal)
+        var tools: [JSON] = Self.portalTools
+        tools += catalog.tools.filter { enabledServers.contains($0.server) }.map(\.definition)
+        try await gateway.record(AuditEvent(kind: .list, portal: portal.id, sessionID: id, principal: principal.subject,
+                                            method: MCP.Method.toolsList, outcome: .ok))
+        return try Self.page(tools, key: "tools", cursor: params["cursor"])
+    }
+
+    func callTool(_ message: JSONRPCMessage, params: JSONObject) async throws -> JSONRPCMessage {
+        let id = message.id ?? .null
+        guard let name = params["name"]?.stringValue else { throw JSONRPCError.invalidParams("tools/call needs a tool name") }
+        if let arguments = params["arguments"], arguments.objectValue == nil, !arguments.isNull {
+            throw JSONRPCError.invalidParams("arguments must be an object")
+        }
+        if name == Self.listServersTool { return .response(id: id, result: listServers()) }
+        if name == Self.toggleServersTool { return .response(id: id, result: await toggleServers(params["arguments"]?.objectValue ?? [:])) }
+
+        let catalog = gateway.catalog(for: portal)
+        // Deny by hiding: a tool this session cannot see answers as unknown.
+        guard let route = catalog.routes[name], enabledServers.contains(route.server),
+              let server = gateway.pool.state(route.server) else {
+            throw JSONRPCError.invalidParams("Unknown tool: \(name)")
+        }
+        var event = AuditEvent(kind: .call, portal: portal.id, sessionID: id_, principal: principal.subject,
+                               server: route.server, tool: route.tool, method: MCP.Method.toolsCall, outcome: .ok)
+        let argumentText = params["arguments"].map { $0.serialized() } ?? []
+        event.argumentBytes = argumentText.count
+        event.argumentHash = SHA256.hash(data: argumentText).map { String($0, radix: 16).leftPadded2 }.joined()
+        var upstreamParams = params
+        upstreamParams["name"] = .string(route.tool)
+        let metrics = gateway.metrics(server: route.server, tool: route.tool)
+        let started = ContinuousClock.now
+        let response = await forward(message, to: server, method: MCP.Method.toolsCall, params: .object(upstreamParams))
+        let elapsed = ContinuousClock.now - started
+        event.durationMicros = elapsed.components.seconds * 1_000_000 + elapsed.components.attoseconds / 1_000_000_000_000
+        metrics.calls.increment()
+        metrics.latency.recordNanoseconds(event.durationMicros * 1000)
+        if let error = response.error {
+            event.outcome = .error
+            event.error = error["message"]?.stringValue
+            metrics.errors.increment()
+        } else if response.result?["isError"] == .bool(true) {
+            event.outcome = .error
+            event.error = "tool returned isError"
+        }
+        event.resultBytes = response.result.map { $0.serialized().count } ?? 0
+        try await gateway.record(event)
+        return response
+    }
+
+    private nonisolated var id_: String { id }
+
+    /// Sends a request to a server on behalf of the client: maps ids and
+    /// progress tokens, relays what the server says about the call, honours
+    /// cancellation, and always returns a response with the client's id.
+    func forward(_ message: JSONRPCMessage, to server: UpstreamPool.ServerState, method: String, params: JSON?) async -> JSONRPCMessage {
+        let downstreamID = message.id ?? .null
+        let sink = CallSink(
+            notify: { [outbound] note in await outbound.send(note, relatedTo: downstreamID) },
+            request: { [weak self] request in
+                guard let self else { return .error(id: request.id, JSONRPCError(code: -32000, message: "session closed")) }
+                return await self.askClient(request, relatedTo: downstreamID)
+            })
+        let client = server.client
+        let timeout = gateway.timeout(for: server.id)
+        let task = Task { () -> JSONRPCMessage in
+            do {
+                var response = try await client.request(method: method, params: params, sink: sink, timeout: timeout)
+                response.id = downstreamID
+                return response
+            } catch let error as JSONRPCError {
+                return .error(id: downstreamID, error)
+            } catch {
+                return .error(id: downstreamID, .upstreamUnavailable("server \(server.id): \(error)"))
+            }
+        }
+        inFlight[downstreamID] = task
+        let response = await withTaskCancellationHandler { await task.value } onCancel: { task.cancel() }
+        inFlight[downstreamID] = nil
+        return response
+    }
+
+    /// Sends a server's request (sampling, elicitation, roots) to the client
+    /// on the stream of the call that caused it, and waits for the answer.
+    func askClient(_ request: JSONRPCMessage, relatedTo: JSON?) async -> JSONRPCMessage {
+        let key = "portal-\(nextClientRequest)"
+        nextClientRequest += 1
+        var forwarded = request
+        forwarded.id = .string(key)
+        return await withCheckedContinuation { continuation in
+            clientRequests[key] = continuation
+            Task { await outbound.send(forwarded, relatedTo: relatedTo) }
+        }
+    }
+
+    static let portalTools: [JSON] = [
+        [
+            "name": .string(listServersTool),
+            "description": "List the servers behind this portal: status, tool count, and whether each is on for this session.",
+            "inputSchema": ["type": "object", "properties": [:]],
+            "annotations": ["readOnlyHint": true],
+        ],
+        [
+            "name": .string(toggleServersTool),
+            "description": "Turn servers on or off for this session only, to keep the tool list short. Tool lists change accordingly.",
+            "inputSchema": [
+                "type": "object",
+                "properties": [
+                    "enable": ["type": "array", "items": ["type": "string"], "description": "Server ids to turn on"],
+                    "disable": ["type": "array", "items": ["type": "string"], "description": "Server ids to turn off"],
+                ],
+            ],
+            "annotations": ["readOnlyHint": false, "destructiveHint": false, "idempotentHint": true],
+        ],
+    ]
+
+    func listServers() -> JSON {
+        let catalog = gateway.catalog(for: portal)
+        var servers: [JSON] = []
+        for state in portal.servers.compactMap({ gateway.pool.state($0) }) {
+            var entry: JSONObject = [
+                "id": .string(state.id),
+                "status": state.ready ? "ready" : "unavailable",
+                "tools": .int(catalog.tools.filter { $0.server == state.id }.count),
+                "enabled": .bool(enabledServers.contains(state.id)),
+            ]
+            if let reason = state.reason, !state.ready { entry["reason"] = .string(reason) }
+            if let info = state.initializeResult?["serverInfo"] { entry["serverInfo"] = info }
+            servers.append(.object(entry))
+        }
+        let structured: JSON = ["servers": .array(servers)]
+        return ["content": [["type": "text", "text": .string(structured.text)]], "structuredContent": structured]
+    }
+
+    func toggleServers(_ arguments: JSONObject) async -> JSON {
+        var unknown: [String] = []
+        let before = enabledServers
+        for (key, on) in [("enable", true), ("disable", false)] {
+            for value in arguments[key]?.arrayValue ?? [] {
+                guard let server = value.stringValue, portal.servers.contains(server) else {
+                    unknown.append(value.stringValue ?? value.text)
+                    continue
+                }
+                if on { enabledServers.insert(server) } else { enabledServers.remove(server) }
+            }
+        }
+        if !unknown.isEmpty {
+            enabledServers = before
+            return ["content": [["type": "text", "text": .string("Unknown server ids: \(unknown.joined(separator: ", ")). Known: \(portal.servers.joined(separator: ", "))")]], "isError": true]
+        }
+        if before != enabledServers {
+            await outbound.send(.notification(method: MCP.Method.toolsListChanged), relatedTo: nil)
+        }
+        let structured: JSON = ["enabled": .array(portal.servers.filter { enabledServers.contains($0) }.map(JSON.string))]
+        return ["content": [["type": "text", "text": .string(structured.text)]], "structuredContent": structured]
+    }
+
+    // MARK: Resources, prompts, completion
+
+    func activeServers(capability: String?) -> [UpstreamPool.ServerState] {
+        portal.servers.filter { enabledServers.contains($0) }.compactMap { gateway.pool.state($0) }.filter { state in
+            state.ready && (capability == nil || state.initializeResult?["capabilities"]?[capability!] != nil)
+        }
+    }
+
+    /// Lists `key` from every server that has the capability, each item
+    /// renamed by `rename`, and pages the merged list.
+    func listMerged(_ method: String, key: String, capability: String, params: JSONObject,
+                    rename: @Sendable (String, JSON) -> JSON) async throws -> JSON {
+        var items: [JSON] = []
+        for server in activeServers(capability: capability) {
+            do {
+                let found = try await server.client.listAll(method: method, key: key)
+                items += found.map { rename(server.id, $0) }
+            } catch {
+                gateway.logger.warning("listing failed", metadata: ["upstream.id": "\(server.id)", "mcp.method": "\(method)", "error": "\(error)"])
+            }
+        }
+        try await gateway.record(AuditEvent(kind: .list, portal: portal.id, sessionID: id, principal: principal.subject, method: method, outcome: .ok))
+        return try Self.page(items, key: key, cursor: params["cursor"])
+    }
+
+    /// Resource URIs are namespaced as `{server}+{uri}`: still a valid URI
+    /// (the scheme gains a prefix) and routable back to its server.
+    static func prefixURI(_ item: JSON, key: String, server: String) -> JSON {
+        var item = item
+        if let uri = item[key]?.stringValue { item[key] = .string("\(server)+\(uri)") }
+        return item
+    }
+
+    static func splitURI(_ uri: String) -> (server: String, uri: String)? {
+        guard let plus = uri.firstIndex(of: "+") else { return nil }
+        return (String(uri[..<plus]), String(uri[uri.index(after: plus)...]))
+    }
+
+    func server(named id: String, capability: String) throws -> UpstreamPool.ServerState {
+        guard portal.servers.contains(id), enabledServers.contains(id), let state = gateway.pool.state(id) else {
+            throw JSONRPCError.invalidParams("no server \"\(id)\" in this portal session")
+        }
+        return state
+    }
+
+    func routeByURI(_ message: JSONRPCMessage, params: JSONObject) async throws -> JSONRPCMessage {
+        guard let uri = params["uri"]?.stringValue else { throw JSONRPCError.invalidParams("uri is required") }
+        guard let (serverID, original) = Self.splitURI(uri) else {
+            throw JSONRPCError(code: -32002, message: "Resource not found: \(uri)")
+        }
+        let server = try server(named: serverID, capability: "resources")
+        var upstreamParams = params
+        upstreamParams["uri"] = .string(original)
+        let method = message.method ?? ""
+        if method == MCP.Method.resourcesSubscribe { subscriptions.insert(uri) }
+        if method == MCP.Method.resourcesUnsubscribe { subscriptions.remove(uri) }
+        let started = ContinuousClock.now
+        var response = await forward(message, to: server, method: method, params: .object(upstreamParams))
+        if var contents = response.result?["contents"]?.arrayValue {
+            for index in contents.indices { contents[index] = Self.prefixURI(contents[index], key: "uri", server: serverID) }
+            response.result?["contents"] = .array(contents)
+        }
+        var event = AuditEvent(kind: .read, portal: portal.id, sessionID: id, principal: principal.subject, server: serverID,
+                               method: method, outcome: response.error == nil ? .ok : .error, error: response.error?["message"]?.stringValue)
+        event.detail = original
+        event.durationMicros = Int64((ContinuousClock.now - started).components.attoseconds / 1_000_000_000_000)
+        event.resultBytes = response.result.map { $0.serialized().count } ?? 0
+        try await gateway.record(event)
+        return response
+    }
+
+    func splitName(_ name: String) throws -> (UpstreamPool.ServerState, String) {
+        guard let underscore = name.firstIndex(of: "_") else { throw JSONRPCError.invalidParams("Unknown prompt: \(name)") }
+        let serverID = String(name[..<underscore])
+        let server = try server(named: serverID, capability: "prompts")
+        return (server, String(name[name.index(after: underscore)...]))
+    }
+
+    func routePrompt(_ message: JSONRPCMessage, params: JSONObject) async throws -> JSONRPCMessage {
+        guard let name = params["name"]?.stringValue else { throw JSONRPCError.invalidParams("name is required") }
+        let (server, original) = try splitName(name)
+        var upstreamParams = params
+        upstreamParams["name"] = .string(original)
+        let response = await forward(message, to: server, method: MCP.Method.promptsGet, params: .object(upstreamParams))
+        try await gateway.record(AuditEvent(kind: .prompt, portal: portal.id, sessionID: id, principal: principal.subject, server: server.id,
+                                            tool: original, method: MCP.Method.promptsGet, outcome: response.error == nil ? .ok : .error,
+                                            error: response.error?["message"]?.stringValue))
+        return response
+    }
+
+    func routeCompletion(_ message: JSONRPCMessage, params: JSONObject) async throws -> JSONRPCMessage {
+        guard var ref = params["ref"]?.objectValue else { throw JSONRPCError.invalidParams("ref is required") }
+        let server: UpstreamPool.ServerState
+        switch ref["type"]?.stringValue {
+        case "ref/prompt":
+            guard let name = ref["name"]?.stringValue else { throw JSONRPCError.invalidParams("ref.name is required") }
+            let (found, original) = try splitName(name)
+            server = found
+            ref["name"] = .string(original)
+        case "ref/resource":
+            guard let uri = ref["uri"]?.stringValue, let (serverID, original) = Self.splitURI(uri) else {
+                throw JSONRPCError.invalidParams("ref.uri must be a URI from this portal")
+            }
+            server = try self.server(named: serverID, capability: "resources")
+            ref["uri"] = .string(original)
+        default:
+            throw JSONRPCError.invalidParams("ref.type must be ref/prompt or ref/resource")
+        }
+        var upstreamParams = params
+        upstreamParams["ref"] = .object(ref)
+        return await forward(message, to: server, method: MCP.Method.completionComplete, params: .object(upstreamParams))
+    }
+
+    // MARK: Relaying server events
+
+    func relay(server: String, event: UpstreamEvent) async {
+        guard portal.servers.contains(server), enabledServers.contains(server), protocolVersion != nil else { return }
+        switch event {
+        case .toolsChanged:
+            await outbound.send(.notification(method: MCP.Method.toolsListChanged), relatedTo: nil)
+        case .resourcesChanged:
+            await outbound.send(.notification(method: MCP.Method.resourcesListChanged), relatedTo: nil)
+        case .promptsChanged:
+            await outbound.send(.notification(method: MCP.Method.promptsListChanged), relatedTo: nil)
+        case .notification(var message):
+            if message.method == MCP.Method.resourceUpdated, let uri = message.params?["uri"]?.stringValue {
+                let prefixed = "\(server)+\(uri)"
+                guard subscriptions.contains(prefixed) else { return }
+                message.params?["uri"] = .string(prefixed)
+            } else if message.method == MCP.Method.message {
+                let logger = message.params?["logger"]?.stringValue
+                message.params?["logger"] = .string(logger.map { "\(server)/\($0)" } ?? server)
+            }
+            await outbound.send(message, relatedTo: nil)
+        case .ready, .unavailable:
+            break
+        }
+    }
+
+    // MARK: Paging
+
+    /// Pages a merged list with the portal's own opaque cursor.
+    static func page(_ items: [JSON], key: String, cursor: JSON?) throws -> JSON {
+        var start = 0
+        if let cursor, !cursor.isNull {
+            guard let text = cursor.stringValue, let data = Data(base64Encoded: text),
+                  let decoded = String(data: data, encoding: .utf8), decoded.hasPrefix("offset:"),
+                  let offset = Int(decoded.dropFirst(7)), offset >= 0, offset <= items.count else {
+                throw JSONRPCError.invalidParams("invalid cursor")
+            }
+            start = offset
+        }
+        let end = min(items.count, start + pageSize)
+        var result: JSONObject = [key: .array(Array(items[start..<end]))]
+        if end < items.count {
+            result["nextCursor"] = .string(Data("offset:\(end)".utf8).base64EncodedString())
+        }
+        return .object(result)
+    }
+}

@@ -1,0 +1,256 @@
+import AsyncHTTPClient
+import Foundation
+import Logging
+import MCPWire
+import NIOCore
+import NIOHTTP1
+
+/// Talks to a remote MCP server over Streamable HTTP (2025-03-26 and later)
+/// or the legacy HTTP+SSE transport (2024-11-05). In `auto` mode it tries
+/// Streamable HTTP first and falls back to SSE when the server turns the
+/// initialize POST away with 400, 404 or 405, as the spec's
+/// backwards-compatibility section describes.
+public final class HTTPTransport: MessageTransport, @unchecked Sendable {
+    public let url: String
+    public let headers: [String: String]
+    let client: HTTPClient
+    let logger: Logger
+    private let lock = NSLockish()
+    private var mode: ServerMode
+    private var sessionID: String?
+    private var protocolVersion: String?
+    private var onMessage: (@Sendable (InboundMessage) -> Void)?
+    private var onClose: (@Sendable ((any Error)?) -> Void)?
+    private var sseEndpoint: String?
+    private var streams: [Task<Void, Never>] = []
+    private var closed = false
+
+    enum ServerMode { case auto, streamable, sse }
+
+    public init(url: String, mode: String, headers: [String: String], client: HTTPClient = .shared, logger: Logger) {
+        self.url = url
+        self.headers = headers
+        self.client = client
+        self.logger = logger
+        self.mode = mode == "sse" ? .sse : mode == "streamable-http" ? .streamable : .auto
+    }
+
+    public func connect(
+        onMessage: @escaping @Sendable (InboundMessage) -> Void,
+        onClose: @escaping @Sendable ((any Error)?) -> Void
+    ) async throws {
+        let mode = lock.withLock {
+            self.onMessage = onMessage
+            self.onClose = onClose
+            return self.mode
+        }
+        if mode == .sse { try await connectSSE() }
+    }
+
+    /// Called by the client once `initialize` has answered, so later requests
+    /// carry `MCP-Protocol-Version`, and the GET stream can open.
+    public func didInitialize(protocolVersion: String) {
+        let (mode, hasSession) = lock.withLock { () -> (ServerMode, Bool) in
+            self.protocolVersion = protocolVersion
+            return (self.mode, self.sessionID != nil)
+        }
+        if mode == .streamable, hasSession { openServerStream() }
+    }
+
+    public func send(_ message: JSONRPCMessage) async throws {
+        let mode = lock.withLock { self.mode }
+        switch mode {
+        case .sse: try await postSSE(message)
+        case .streamable: try await postStreamable(message)
+        case .auto:
+            do {
+                try await postStreamable(message)
+                lock.withLock { self.mode = .streamable }
+            } catch let error as FallbackToSSE {
+                logger.info("upstream refused Streamable HTTP; trying legacy SSE", metadata: ["upstream.status": "\(error.status)"])
+                lock.withLock { self.mode = .sse }
+                try await connectSSE()
+                try await postSSE(message)
+            }
+        }
+    }
+
+    public func close() async {
+        let (tasks, session, version) = lock.withLock { () -> ([Task<Void, Never>], String?, String?) in
+            closed = true
+            onMessage = nil
+            defer { streams = [] }
+            return (streams, sessionID, protocolVersion)
+        }
+        tasks.forEach { $0.cancel() }
+        if let session, lock.withLock({ mode }) == .streamable {
+            // Tell the server the session is over; it may refuse (405), which is fine.
+            var request = baseRequest(url)
+            request.method = .DELETE
+            request.headers.replaceOrAdd(name: MCP.Header.sessionID, value: session)
+            if let version { request.headers.replaceOrAdd(name: MCP.Header.protocolVersion, value: version) }
+            _ = try? await client.execute(request, timeout: .seconds(2))
+        }
+    }
+
+    struct FallbackToSSE: Error { var status: UInt }
+
+    func baseRequest(_ url: String) -> HTTPClientRequest {
+        var request = HTTPClientRequest(url: url)
+        for (name, value) in headers { request.headers.replaceOrAdd(name: name, value: value) }
+        return request
+    }
+
+    func deliver(_ bytes: [UInt8], related: JSON?) {
+        guard let onMessage = lock.withLock({ self.onMessage }) else { return }
+        switch Result(catching: { try JSONRPCMessage.parse(bytes) }) {
+        case .success(.single(let message)): onMessage(InboundMessage(message: message, relatedRequestID: related))
+        case .success(.batch(let messages)): messages.forEach { onMessage(InboundMessage(message: $0, relatedRequestID: related)) }
+        case .failure(let error): logger.warning("upstream sent a message that is not JSON-RPC", metadata: ["error": "\(error)"])
+        }
+    }
+
+    func fail(_ error: any Error) {
+        let onClose = lock.withLock { () -> (@Sendable ((any Error)?) -> Void)? in
+            defer { self.onClose = nil }
+            return closed ? nil : self.onClose
+        }
+        onClose?(error)
+    }
+
+    // MARK: Streamable HTTP
+
+    func postStreamable(_ message: JSONRPCMessage) async throws {
+        var request = baseRequest(url)
+        request.method = .POST
+        request.headers.replaceOrAdd(name: "Content-Type", value: "application/json")
+        request.headers.replaceOrAdd(name: "Accept", value: "application/json, text/event-stream")
+        let (session, version, mode) = lock.withLock { (sessionID, protocolVersion, self.mode) }
+        if let session { request.headers.replaceOrAdd(name: MCP.Header.sessionID, value: session) }
+        if let version { request.headers.replaceOrAdd(name: MCP.Header.protocolVersion, value: version) }
+        request.body = .bytes(ByteBuffer(bytes: message.serialized()))
+        let response: HTTPClientResponse
+        do {
+            response = try await client.execute(request, timeout: .hours(24))
+        } catch {
+            throw TransportError("POST \(url) failed: \(error)")
+        }
+        let status = response.status.code
+        if mode == .auto, message.method == MCP.Method.initialize, [400, 404, 405].contains(status) {
+            throw FallbackToSSE(status: status)
+        }
+        if status == 404, session != nil {
+            let error = TransportError("upstream session expired (404)")
+            fail(error)
+            throw error
+        }
+        guard (200..<300).contains(status) else {
+            let body = try? await response.body.collect(upTo: 4096)
+            throw TransportError("upstream answered HTTP \(status): \(body.map { String(buffer: $0) } ?? "")")
+        }
+        if let newSession = response.headers.first(name: MCP.Header.sessionID), message.method == MCP.Method.initialize {
+            lock.withLock { self.sessionID = newSession }
+        }
+        if status == 202 { return }
+        let contentType = response.headers.first(name: "Content-Type")?.lowercased() ?? ""
+        let related = message.id
+        if contentType.hasPrefix("text/event-stream") {
+            let task = Task { [weak self] () -> Void in
+                guard let self else { return }
+                await self.readEvents(response.body, related: related)
+            }
+            lock.withLock { streams.append(task) }
+        } else if contentType.hasPrefix("application/json") {
+            let body = try await response.body.collect(upTo: 64 << 20)
+            deliver(Array(buffer: body), related: related)
+        } else if message.kind == .request {
+            throw TransportError("upstream answered with unexpected Content-Type \"\(contentType)\"")
+        }
+    }
+
+    func readEvents(_ body: HTTPClientResponse.Body, related: JSON?) async {
+        var parser = SSEParser()
+        do {
+            for try await chunk in body {
+                for event in try parser.feed(chunk.readableBytesView) where event.event == nil || event.event == "message" {
+                    if event.data.isEmpty { continue }
+                    deliver(Array(event.data.utf8), related: related)
+                }
+            }
+        } catch {
+            if !Task.isCancelled { logger.debug("upstream event stream ended", metadata: ["error": "\(error)"]) }
+        }
+    }
+
+    func openServerStream() {
+        let task = Task { [weak self] in
+            guard let self else { return }
+            var request = self.baseRequest(self.url)
+            request.method = .GET
+            request.headers.replaceOrAdd(name: "Accept", value: "text/event-stream")
+            let (session, version) = self.lock.withLock { (self.sessionID, self.protocolVersion) }
+            if let session { request.headers.replaceOrAdd(name: MCP.Header.sessionID, value: session) }
+            if let version { request.headers.replaceOrAdd(name: MCP.Header.protocolVersion, value: version) }
+            guard let response = try? await self.client.execute(request, timeout: .hours(24)),
+                  response.status == .ok,
+                  response.headers.first(name: "Content-Type")?.hasPrefix("text/event-stream") == true
+            else { return }  // 405: the server has no such stream
+            await self.readEvents(response.body, related: nil)
+        }
+        lock.withLock { streams.append(task) }
+    }
+
+    // MARK: Legacy HTTP+SSE
+
+    func connectSSE() async throws {
+        var request = baseRequest(url)
+        request.method = .GET
+        request.headers.replaceOrAdd(name: "Accept", value: "text/event-stream")
+        let response: HTTPClientResponse
+        do {
+            response = try await client.execute(request, timeout: .hours(24))
+        } catch {
+            throw TransportError("GET \(url) failed: \(error)")
+        }
+        guard response.status == .ok else { throw TransportError("SSE endpoint answered HTTP \(response.status.code)") }
+        let (endpoints, continuation) = AsyncStream<String>.makeStream()
+        let base = URL(string: url)
+        let task = Task { [weak self] in
+            var parser = SSEParser()
+            var error: (any Error)? = TransportError("SSE stream ended")
+            do {
+                for try await chunk in response.body {
+                    for event in try parser.feed(chunk.readableBytesView) {
+                        if event.event == "endpoint" {
+                            let resolved = URL(string: event.data, relativeTo: base)?.absoluteString ?? event.data
+                            continuation.yield(resolved)
+                        } else if event.event == nil || event.event == "message" {
+                            self?.deliver(Array(event.data.utf8), related: nil)
+                        }
+                    }
+                }
+            } catch let thrown {
+                error = thrown
+            }
+            continuation.finish()
+            self?.fail(error ?? TransportError("SSE stream ended"))
+        }
+        lock.withLock { streams.append(task) }
+        var iterator = endpoints.makeAsyncIterator()
+        guard let endpoint = await iterator.next() else { throw TransportError("SSE stream ended before the endpoint event") }
+        lock.withLock { sseEndpoint = endpoint }
+    }
+
+    func postSSE(_ message: JSONRPCMessage) async throws {
+        guard let endpoint = lock.withLock({ sseEndpoint }) else { throw TransportError("SSE endpoint not known") }
+        var request = baseRequest(endpoint)
+        request.method = .POST
+        request.headers.replaceOrAdd(name: "Content-Type", value: "application/json")
+        request.body = .bytes(ByteBuffer(bytes: message.serialized()))
+        let response = try await client.execute(request, timeout: .seconds(30))
+        guard (200..<300).contains(response.status.code) else {
+            throw TransportError("SSE message endpoint answered HTTP \(response.status.code)")
+        }
+        _ = try? await response.body.collect(upTo: 1 << 20)
+    }
+}
