@@ -172,7 +172,8 @@ public actor UpstreamClient {
             return
         }
         do {
-            tools = try await listAll(method: MCP.Method.toolsList, key: "tools")
+            // Called while connecting too, before the client counts as ready.
+            tools = try await listAll(method: MCP.Method.toolsList, key: "tools", requireReady: false)
         } catch {
             logger.warning("tools/list failed", metadata: ["upstream.id": "\(serverID)", "error": "\(error)"])
         }
@@ -180,12 +181,16 @@ public actor UpstreamClient {
 
     /// Follows `nextCursor` through every page of a list method.
     public func listAll(method: String, key: String) async throws -> [JSON] {
+        try await listAll(method: method, key: key, requireReady: true)
+    }
+
+    private func listAll(method: String, key: String, requireReady: Bool) async throws -> [JSON] {
         var items: [JSON] = []
         var cursor: JSON?
         for _ in 0..<1000 {
             var params = JSONObject()
             if let cursor { params["cursor"] = cursor }
-            let response = try await request(method: method, params: .object(params))
+            let response = try await send(method: method, params: .object(params), sink: .none, timeout: connectTimeout, requireReady: requireReady)
             if let error = response.error { throw JSONRPCError(code: error["code"]?.intValue ?? -32603, message: error["message"]?.stringValue ?? "error") }
             items += response.result?[key]?.arrayValue ?? []
             cursor = response.result?["nextCursor"]

@@ -1,0 +1,311 @@
+import Foundation
+import Gateway
+import HTTPTypes
+import Hummingbird
+import Logging
+import MCPWire
+import NIOCore
+import PortalCore
+
+/// The MCP endpoints: Streamable HTTP at `/{portal}/mcp` (POST, GET, DELETE)
+/// and the legacy HTTP+SSE transport at `/{portal}/sse` and
+/// `/{portal}/messages`. This is where transport rules are enforced and
+/// errors become HTTP statuses.
+struct MCPEndpoint: Sendable {
+    let gateway: Gateway
+    let registry: SessionRegistry
+    let limits: PortalConfig.Limits
+    let origins: OriginPolicy
+    let logger: Logger
+
+    static let sessionHeader = HTTPField.Name(MCP.Header.sessionID)!
+    static let versionHeader = HTTPField.Name(MCP.Header.protocolVersion)!
+    static let lastEventHeader = HTTPField.Name(MCP.Header.lastEventID)!
+
+    // MARK: Errors
+
+    /// An HTTP answer with a JSON-RPC error body, for failures before a
+    /// message reaches a session.
+    static func failure(_ status: HTTPResponse.Status, _ error: JSONRPCError, id: JSON? = nil) -> Response {
+        json(JSONRPCMessage.error(id: id, error).serialized(), status: status)
+    }
+
+    static func json(_ bytes: [UInt8], status: HTTPResponse.Status = .ok, headers: HTTPFields = [:]) -> Response {
+        var headers = headers
+        headers[.contentType] = "application/json"
+        return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: bytes)))
+    }
+
+    static func sse(_ events: AsyncStream<EdgeSession.Event>, headers: HTTPFields = [:], onEnd: @escaping @Sendable () async -> Void,
+                    prefix: [ByteBuffer] = []) -> Response {
+        var headers = headers
+        headers[.contentType] = "text/event-stream"
+        headers[.cacheControl] = "no-cache, no-transform"
+        return Response(status: .ok, headers: headers, body: ResponseBody { writer in
+            do {
+                for buffer in prefix { try await writer.write(buffer) }
+                for await event in events {
+                    try await writer.write(event.bytes)
+                    if event.final { break }
+                }
+                try await writer.finish(nil)
+            } catch {
+                await onEnd()
+                throw error
+            }
+            await onEnd()
+        })
+    }
+
+    func checkOrigin(_ request: Request) -> Response? {
+        guard let origin = request.headers[.origin], !origins.allows(origin) else { return nil }
+        return Self.failure(.forbidden, JSONRPCError(code: -32000, message: "Forbidden: origin \(origin) is not allowed"))
+    }
+
+    func portal(_ context: some RequestContext) -> PortalDefinition? {
+        let id = context.parameters.get("portal") ?? "default"
+        return gateway.portal(id)
+    }
+
+    enum Body {
+        case bytes([UInt8])
+        case refused(Response)
+    }
+
+    func readBody(_ request: Request) async -> Body {
+        do {
+            var body = try await request.body.collect(upTo: limits.maxBodyBytes)
+            return .bytes(body.readBytes(length: body.readableBytes) ?? [])
+        } catch {
+            return .refused(Self.failure(.contentTooLarge, .invalidRequest("body larger than \(limits.maxBodyBytes) bytes")))
+        }
+    }
+
+    // MARK: Streamable HTTP: POST
+
+    func post(_ request: Request, context: some RequestContext) async -> Response {
+        if let refused = checkOrigin(request) { return refused }
+        guard let portal = portal(context) else { return Self.failure(.notFound, .invalidRequest("no such portal")) }
+        if let contentType = request.headers[.contentType], !contentType.lowercased().hasPrefix("application/json") {
+            return Self.failure(.unsupportedMediaType, .invalidRequest("Content-Type must be application/json"))
+        }
+        if let accept = request.headers[.accept]?.lowercased(),
+           !(accept.contains("application/json") || accept.contains("text/event-stream") || accept.contains("*/*")) {
+            return Self.failure(.notAcceptable, .invalidRequest("Accept must include application/json and text/event-stream"))
+        }
+        let body: [UInt8]
+        switch await readBody(request) {
+        case .bytes(let bytes): body = bytes
+        case .refused(let response): return response
+        }
+        let parsed: JSONRPCMessage.Parsed
+        do {
+            parsed = try JSONRPCMessage.parse(body, maxDepth: limits.maxJSONDepth)
+        } catch {
+            return Self.failure(.badRequest, error)
+        }
+        let sessionHeader = request.headers[Self.sessionHeader]
+
+        // A new session starts with initialize, alone, without a session id.
+        if case .single(let message) = parsed, message.method == MCP.Method.initialize {
+            guard message.kind == .request else { return Self.failure(.badRequest, .invalidRequest("initialize must be a request")) }
+            if sessionHeader != nil, registry.touch(sessionHeader!) != nil {
+                return Self.failure(.badRequest, .invalidRequest("session already initialized"), id: message.id)
+            }
+            return await initialize(message, portal: portal, request: request)
+        }
+
+        guard let sessionID = sessionHeader else {
+            return Self.failure(.badRequest, .invalidRequest("Mcp-Session-Id header is required; send initialize first"))
+        }
+        guard let entry = registry.touch(sessionID), entry.portal.portal.id == portal.id else {
+            return Self.failure(.notFound, JSONRPCError(code: -32001, message: "Session not found or expired; initialize a new session"))
+        }
+        let negotiated = await entry.portal.protocolVersion ?? MCP.latestProtocolVersion
+        if let refused = checkVersionHeader(request, negotiated: negotiated) { return refused }
+
+        switch parsed {
+        case .single(let message):
+            guard message.kind == .request else {
+                _ = await entry.portal.handle(message)
+                return Response(status: .accepted)
+            }
+            return await answer(message, entry: entry)
+        case .batch(let messages):
+            guard MCP.batchingVersions.contains(negotiated) else {
+                return Self.failure(.badRequest, .invalidRequest("JSON-RPC batches are not allowed in protocol version \(negotiated)"))
+            }
+            if messages.contains(where: { $0.method == MCP.Method.initialize }) {
+                return Self.failure(.badRequest, .invalidRequest("initialize cannot be part of a batch"))
+            }
+            var responses: [JSON] = []
+            await withTaskGroup(of: JSONRPCMessage?.self) { group in
+                for message in messages { group.addTask { await entry.portal.handle(message) } }
+                for await response in group { if let response { responses.append(.object(response.object)) } }
+            }
+            if responses.isEmpty { return Response(status: .accepted) }
+            return Self.json(JSON.array(responses).serialized())
+        }
+    }
+
+    func checkVersionHeader(_ request: Request, negotiated: String) -> Response? {
+        guard let header = request.headers[Self.versionHeader] else {
+            // Clients of 2025-06-18 and later must send it; for 2025-03-26 it is assumed.
+            if negotiated >= "2025-06-18" {
+                return Self.failure(.badRequest, .invalidRequest("MCP-Protocol-Version header is required (negotiated \(negotiated))"))
+            }
+            return nil
+        }
+        guard MCP.supportedProtocolVersions.contains(header) else {
+            return Self.failure(.badRequest, .invalidRequest("unsupported MCP-Protocol-Version \(header); supported: \(MCP.supportedProtocolVersions.joined(separator: ", "))"))
+        }
+        guard header == negotiated else {
+            return Self.failure(.badRequest, .invalidRequest("MCP-Protocol-Version \(header) does not match the negotiated \(negotiated)"))
+        }
+        return nil
+    }
+
+    func initialize(_ message: JSONRPCMessage, portal: PortalDefinition, request: Request) async -> Response {
+        let sessionID = SessionRegistry.newID()
+        let edge = EdgeSession(id: sessionID, legacy: false, bufferLimit: limits.resumeBufferEvents)
+        let session = gateway.openSession(portal: portal, principal: .anonymous, sessionID: sessionID, outbound: edge)
+        let response = await session.handle(message) ?? .error(id: message.id, .internalError("no answer"))
+        guard response.error == nil else { return Self.json(response.serialized()) }
+        guard registry.add(sessionID, edge: edge, portal: session) else {
+            await session.close()
+            return Self.failure(.serviceUnavailable, JSONRPCError(code: -32000, message: "too many open sessions"), id: message.id)
+        }
+        var headers = HTTPFields()
+        headers[Self.sessionHeader] = sessionID
+        return Self.json(response.serialized(), headers: headers)
+    }
+
+    /// Answers one request: as plain JSON when the response comes before
+    /// anything else, or as an SSE stream when the call first sends progress,
+    /// logging, or requests of its own to the client.
+    func answer(_ message: JSONRPCMessage, entry: SessionRegistry.Entry) async -> Response {
+        let requestID = message.id ?? .null
+        let (stream, events) = await entry.edge.openRequestStream(for: requestID)
+        let portalSession = entry.portal
+        let edge = entry.edge
+        Task {
+            let response = await portalSession.handle(message) ?? .error(id: requestID, .internalError("no answer"))
+            await edge.finish(response, requestID: requestID)
+        }
+        var iterator = events.makeAsyncIterator()
+        guard let first = await iterator.next() else {
+            return Self.failure(.internalServerError, .internalError("the request ended without an answer"), id: requestID)
+        }
+        if first.final { return Self.json(first.message.serialized()) }
+        return Self.sse(events, onEnd: { await edge.detach(stream) }, prefix: [first.bytes])
+    }
+
+    // MARK: Streamable HTTP: GET and DELETE
+
+    func get(_ request: Request, context: some RequestContext) async -> Response {
+        if let refused = checkOrigin(request) { return refused }
+        guard portal(context) != nil else { return Self.failure(.notFound, .invalidRequest("no such portal")) }
+        guard request.headers[.accept]?.lowercased().contains("text/event-stream") == true else {
+            return Self.failure(.notAcceptable, .invalidRequest("GET needs Accept: text/event-stream"))
+        }
+        guard let sessionID = request.headers[Self.sessionHeader] else {
+            return Self.failure(.badRequest, .invalidRequest("Mcp-Session-Id header is required"))
+        }
+        guard let entry = registry.touch(sessionID) else {
+            return Self.failure(.notFound, JSONRPCError(code: -32001, message: "Session not found or expired"))
+        }
+        let negotiated = await entry.portal.protocolVersion ?? MCP.latestProtocolVersion
+        if let refused = checkVersionHeader(request, negotiated: negotiated) { return refused }
+        let edge = entry.edge
+        if let last = request.headers[Self.lastEventHeader] {
+            guard let lastID = Int(last), let events = try? await edge.resume(after: lastID) else {
+                return Self.failure(.badRequest, .invalidRequest("Last-Event-ID \(last) is unknown or no longer buffered"))
+            }
+            return Self.sse(events, onEnd: {})
+        }
+        let events = await edge.openStandalone()
+        return Self.sse(events, onEnd: { await edge.detach(EdgeSession.standalone) })
+    }
+
+    func delete(_ request: Request, context: some RequestContext) async -> Response {
+        if let refused = checkOrigin(request) { return refused }
+        guard let sessionID = request.headers[Self.sessionHeader] else {
+            return Self.failure(.badRequest, .invalidRequest("Mcp-Session-Id header is required"))
+        }
+        guard let entry = registry.remove(sessionID) else {
+            return Self.failure(.notFound, JSONRPCError(code: -32001, message: "Session not found or expired"))
+        }
+        await entry.edge.closeStreams()
+        await entry.portal.close()
+        return Response(status: .noContent)
+    }
+
+    // MARK: Legacy HTTP+SSE (2024-11-05)
+
+    func legacyStream(_ request: Request, context: some RequestContext) async -> Response {
+        if let refused = checkOrigin(request) { return refused }
+        guard let portal = portal(context) else { return Self.failure(.notFound, .invalidRequest("no such portal")) }
+        let sessionID = SessionRegistry.newID()
+        let edge = EdgeSession(id: sessionID, legacy: true, bufferLimit: 0)
+        let session = gateway.openSession(portal: portal, principal: .anonymous, sessionID: sessionID, outbound: edge)
+        guard registry.add(sessionID, edge: edge, portal: session) else {
+            return Self.failure(.serviceUnavailable, JSONRPCError(code: -32000, message: "too many open sessions"))
+        }
+        let events = await edge.openStandalone()
+        let endpoint = SSEEvent(event: "endpoint", data: "/\(portal.id)/messages?sessionId=\(sessionID)").encoded()
+        let registry = self.registry
+        return Self.sse(events, onEnd: {
+            if let entry = registry.remove(sessionID) { await entry.portal.close() }
+        }, prefix: [ByteBuffer(bytes: endpoint)])
+    }
+
+    func legacyPost(_ request: Request, context: some RequestContext) async -> Response {
+        if let refused = checkOrigin(request) { return refused }
+        guard let sessionID = request.uri.queryParameters.get("sessionId") else {
+            return Self.failure(.badRequest, .invalidRequest("sessionId query parameter is required"))
+        }
+        guard let entry = registry.touch(sessionID) else {
+            return Self.failure(.notFound, JSONRPCError(code: -32001, message: "Session not found or expired"))
+        }
+        let body: [UInt8]
+        switch await readBody(request) {
+        case .bytes(let bytes): body = bytes
+        case .refused(let response): return response
+        }
+        let messages: [JSONRPCMessage]
+        do {
+            switch try JSONRPCMessage.parse(body, maxDepth: limits.maxJSONDepth) {
+            case .single(let message): messages = [message]
+            case .batch(let batch): messages = batch
+            }
+        } catch {
+            return Self.failure(.badRequest, error)
+        }
+        for message in messages {
+            Task {
+                if let response = await entry.portal.handle(message) {
+                    await entry.edge.send(response, relatedTo: nil)
+                }
+            }
+        }
+        return Response(status: .accepted)
+    }
+}
+
+/// Which browser origins may call the portal (DNS-rebinding defence).
+struct OriginPolicy: Sendable {
+    let allowed: [String]
+
+    func allows(_ origin: String) -> Bool {
+        allowed.contains { pattern in
+            if pattern == "*" { return true }
+            if pattern.hasSuffix(":*") {
+                let base = String(pattern.dropLast(2))
+                guard origin.hasPrefix(base) else { return false }
+                let rest = origin.dropFirst(base.count)
+                return rest.isEmpty || (rest.first == ":" && rest.dropFirst().allSatisfy(\.isNumber) && rest.count > 1)
+            }
+            return pattern == origin
+        }
+    }
+}
