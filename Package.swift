@@ -91,6 +91,7 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(name: "MCPWireTests", dependencies: ["MCPWire"]),
+        .testTarget(name: "PortalCoreTests", dependencies: ["PortalCore"]),
         .testTarget(name: "GatewayTests", dependencies: ["Gateway", "PortalCore", "MCPWire", "Upstream", "DemoServers", "Storage"]),
         .testTarget(
             name: "HTTPEdgeTests",

@@ -206,7 +206,7 @@ public actor PortalSession {
         // Deny by hiding: a tool this session cannot see answers as unknown.
         guard let route = catalog.routes[name], enabledServers.contains(route.server),
               let server = gateway.pool.state(route.server) else {
-            throw JSONRPCError.invalidParams("Unknown tool: \(name)")
+            throw JSONRPCError(code: JSONRPCError.invalidParamsCode, message: "Unknown tool: \(name)")
         }
         var event = AuditEvent(kind: .call, portal: portal.id, sessionID: id_, principal: principal.subject,
                                server: route.server, tool: route.tool, method: MCP.Method.toolsCall, outcome: .ok)

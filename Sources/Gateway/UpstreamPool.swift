@@ -120,8 +120,24 @@ public final class UpstreamPool: Sendable {
         for listener in listeners.withLock({ Array($0.values) }) { listener(id, event) }
     }
 
-    /// Re-reads the client's tools through the pinner.
+    let refreshes = Mutex<[String: Task<Void, Never>]>([:])
+
+    /// Re-reads the client's tools through the pinner. Refreshes of one
+    /// server run one after another, so a changed definition is recorded once.
     public func refreshTools(_ id: String, notify: Bool) async {
+        let task = refreshes.withLock { tasks -> Task<Void, Never> in
+            let previous = tasks[id]
+            let next = Task {
+                await previous?.value
+                await self.evaluateTools(id, notify: notify)
+            }
+            tasks[id] = next
+            return next
+        }
+        await task.value
+    }
+
+    private func evaluateTools(_ id: String, notify: Bool) async {
         guard let client = state(id)?.client else { return }
         let tools = await client.tools
         let visible: [JSON]

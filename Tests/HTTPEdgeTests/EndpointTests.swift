@@ -1,0 +1,179 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import MCPWire
+import NIOCore
+import PortalCore
+import Testing
+@testable import HTTPEdge
+
+let mcpSession = HTTPField.Name("Mcp-Session-Id")!
+let mcpVersion = HTTPField.Name("MCP-Protocol-Version")!
+
+func testConfig() -> PortalConfig {
+    var config = PortalConfig.embeddedDefaults
+    config.listen.port = 0
+    config.storage.path = NSTemporaryDirectory() + "edge-test-\(UUID().uuidString)"
+    config.limits.maxBodyBytes = 4096
+    return config
+}
+
+func body(_ text: String) -> ByteBuffer { ByteBuffer(string: text) }
+
+func parse(_ response: TestResponse) throws -> JSON { try JSON.parse(String(buffer: response.body)) }
+
+let initialize = #"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"VERSION","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#
+
+/// Runs the real application on a free port with a test client.
+func withPortal(_ test: @escaping @Sendable (PortalApplication, any TestClientProtocol) async throws -> Void) async throws {
+    let portal = try PortalApplication(config: testConfig(), logger: Logger(label: "edge-test"))
+    try await portal.application().test(.live) { client in
+        await portal.pool.waitUntilSettled()
+        try await test(portal, client)
+    }
+}
+
+func open(_ client: any TestClientProtocol, version: String = "2025-11-25", path: String = "/mcp") async throws -> String {
+    try await client.execute(uri: path, method: .post, headers: [.contentType: "application/json", .accept: "application/json, text/event-stream"],
+                             body: body(initialize.replacingOccurrences(of: "VERSION", with: version))) { response in
+        #expect(response.status == .ok)
+        return try #require(response.headers[mcpSession])
+    }
+}
+
+func post(_ client: any TestClientProtocol, _ text: String, session: String?, version: String? = "2025-11-25",
+          extra: HTTPFields = [:], path: String = "/mcp") async throws -> TestResponse {
+    var headers: HTTPFields = [.contentType: "application/json", .accept: "application/json, text/event-stream"]
+    if let session { headers[mcpSession] = session }
+    if let version { headers[mcpVersion] = version }
+    headers.append(contentsOf: extra)
+    return try await client.execute(uri: path, method: .post, headers: headers, body: body(text)) { $0 }
+}
+
+@Suite("Streamable HTTP endpoint")
+struct EndpointTests {
+    @Test func sessionLifecycle() async throws {
+        try await withPortal { _, client in
+            let session = try await open(client)
+            #expect(session.count == 64 && session.allSatisfy(\.isHexDigit))
+            let note = try await post(client, #"{"jsonrpc":"2.0","method":"notifications/initialized"}"#, session: session)
+            #expect(note.status == .accepted)
+            let list = try await post(client, #"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#, session: session)
+            #expect(list.status == .ok)
+            #expect(list.headers[.contentType] == "application/json")
+            let names = try parse(list)["result"]?["tools"]?.arrayValue?.compactMap { $0["name"]?.stringValue } ?? []
+            #expect(names.contains("directory_get_person"))
+            #expect(names.contains("notes_create_note"))
+            #expect(!names.contains("notes_delete_note"), "writes are denied unless granted")
+            let call = try await post(client, #"{"jsonrpc":"2.0","id":"c","method":"tools/call","params":{"name":"directory_get_person","arguments":{"id":"u1002"}}}"#, session: session)
+            #expect(try parse(call)["result"]?["structuredContent"]?["name"] == "Bruno Okafor")
+            #expect(try parse(call)["id"] == "c")
+            let deleted = try await client.execute(uri: "/mcp", method: .delete, headers: [mcpSession: session]) { $0.status }
+            #expect(deleted == .noContent)
+            let after = try await post(client, #"{"jsonrpc":"2.0","id":3,"method":"tools/list"}"#, session: session)
+            #expect(after.status == .notFound)
+        }
+    }
+
+    @Test func badInputGetsPreciseErrorsAndServingGoesOn() async throws {
+        try await withPortal { _, client in
+            let session = try await open(client)
+            func check(_ text: String, session: String?, version: String? = "2025-11-25", extra: HTTPFields = [:],
+                       status: HTTPResponse.Status, code: Int?) async throws {
+                let response = try await post(client, text, session: session, version: version, extra: extra)
+                #expect(response.status == status, "\(text)")
+                if let code { #expect(try parse(response)["error"]?["code"] == .int(code), "\(text)") }
+            }
+            try await check("{not json", session: session, status: .badRequest, code: -32700)
+            try await check(#"{"jsonrpc":"2.0"}"#, session: session, status: .badRequest, code: -32600)
+            try await check(#"{"jsonrpc":"2.0","id":1,"method":"no/such"}"#, session: session, status: .ok, code: -32601)
+            try await check(#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{}}"#, session: session, status: .ok, code: -32602)
+            try await check(#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"nope"}}"#, session: session, status: .ok, code: -32602)
+            try await check(#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#, session: nil, status: .badRequest, code: -32600)
+            try await check(#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#, session: String(repeating: "0", count: 64), status: .notFound, code: -32001)
+            try await check(#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"pad":""# + String(repeating: "x", count: 5000) + #""}}"#,
+                            session: session, status: .contentTooLarge, code: -32600)
+            try await check(#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#, session: session, version: "1999-01-01", status: .badRequest, code: -32600)
+            try await check(#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#, session: session, version: nil, status: .badRequest, code: -32600)
+            try await check(#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#, session: session, status: .badRequest, code: -32600)
+            try await check(#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#, session: session, extra: [.origin: "http://evil.example"], status: .forbidden, code: nil)
+            try await check(#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#, session: session, extra: [.origin: "http://localhost:3000"], status: .ok, code: nil)
+            let ok = try await post(client, #"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"directory_list_departments"}}"#, session: session)
+            #expect(try parse(ok)["result"]?["structuredContent"]?["departments"]?.arrayValue?.isEmpty == false)
+        }
+    }
+
+    @Test func batchesOnlyWhereTheVersionAllowsThem() async throws {
+        try await withPortal { _, client in
+            let session = try await open(client, version: "2025-03-26")
+            let batch = try await post(client, #"[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","method":"notifications/initialized"},{"jsonrpc":"2.0","id":2,"method":"tools/list"}]"#,
+                                       session: session, version: "2025-03-26")
+            #expect(batch.status == .ok)
+            let ids = try parse(batch).arrayValue?.compactMap { $0["id"]?.intValue }.sorted()
+            #expect(ids == [1, 2])
+            // 2025-03-26 clients may omit the version header.
+            let bare = try await post(client, #"{"jsonrpc":"2.0","id":3,"method":"ping"}"#, session: session, version: nil)
+            #expect(bare.status == .ok)
+        }
+    }
+
+    @Test func healthReadinessAndMetrics() async throws {
+        try await withPortal { _, client in
+            let session = try await open(client)
+            _ = try await post(client, #"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"directory_list_departments"}}"#, session: session)
+            #expect(try await client.execute(uri: "/healthz", method: .get) { $0.status } == .ok)
+            let ready = try await client.execute(uri: "/readyz", method: .get) { try parse($0) }
+            #expect(ready["servers"]?["notes"] == "ready")
+            let metrics = try await client.execute(uri: "/metrics", method: .get) { String(buffer: $0.body) }
+            #expect(metrics.contains(#"mcp_portal_tool_calls_total{server="directory",tool="list_departments"}"#))
+        }
+    }
+
+    @Test func unknownPortalIs404() async throws {
+        try await withPortal { _, client in
+            let response = try await post(client, initialize.replacingOccurrences(of: "VERSION", with: "2025-11-25"), session: nil, path: "/nope/mcp")
+            #expect(response.status == .notFound)
+        }
+    }
+}
+
+@Suite("Stream resumption")
+struct ResumptionTests {
+    @Test func replaysWhatAStreamMissed() async throws {
+        let edge = EdgeSession(id: "s", legacy: false, bufferLimit: 16)
+        let (stream, events) = await edge.openRequestStream(for: 7)
+        var iterator = events.makeAsyncIterator()
+        await edge.send(.notification(method: "notifications/progress", params: ["progress": 1]), relatedTo: 7)
+        let first = try #require(await iterator.next())
+        await edge.detach(stream)
+        await edge.send(.notification(method: "notifications/progress", params: ["progress": 2]), relatedTo: 7)
+        await edge.finish(.response(id: 7, result: ["done": true]), requestID: 7)
+        let resumed = try await edge.resume(after: first.id)
+        var replayed: [JSONRPCMessage] = []
+        for await event in resumed { replayed.append(event.message) }
+        #expect(replayed.map { $0.params?["progress"] ?? $0.result?["done"] } == [2, true])
+        await #expect(throws: EdgeSession.ResumeError.self) { try await edge.resume(after: 999) }
+    }
+
+    @Test func standaloneMessagesWaitForTheStream() async throws {
+        let edge = EdgeSession(id: "s", legacy: false, bufferLimit: 16)
+        await edge.send(.notification(method: "notifications/tools/list_changed"), relatedTo: nil)
+        var iterator = await edge.openStandalone().makeAsyncIterator()
+        #expect(await iterator.next()?.message.method == "notifications/tools/list_changed")
+    }
+}
+
+@Suite("Origin policy")
+struct OriginTests {
+    @Test func wildcardPorts() {
+        let policy = OriginPolicy(allowed: ["http://localhost:*", "https://app.example.com"])
+        #expect(policy.allows("http://localhost:6274"))
+        #expect(policy.allows("http://localhost"))
+        #expect(policy.allows("https://app.example.com"))
+        #expect(!policy.allows("http://localhost.evil.com"))
+        #expect(!policy.allows("http://localhost:80x"))
+        #expect(!policy.allows("https://evil.example"))
+    }
+}
