@@ -8,6 +8,7 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "mcp-portal", targets: ["mcp-portal"]),
+        .executable(name: "mcp-bench-upstream", targets: ["mcp-bench-upstream"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
@@ -89,6 +90,16 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "mcp-bench-upstream",
+            dependencies: [
+                "MCPWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            path: "bench/upstream"
         ),
         .testTarget(name: "MCPWireTests", dependencies: ["MCPWire"]),
         .testTarget(name: "PortalCoreTests", dependencies: ["PortalCore"]),
