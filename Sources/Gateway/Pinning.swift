@@ -46,22 +46,25 @@ public struct ToolPinner: Sendable {
                 if pin.hash == hash {
                     visible.append(tool)
                 } else if pending[name]?.hash != hash {
-                    try await store.save(ToolPin(server: server, tool: name, hash: hash, state: .pending, definition: text))
-                    var event = AuditEvent(kind: .pinChanged, portal: "*", principal: "system", server: server, tool: name, outcome: .held)
-                    event.detail = "definition changed from \(pin.hash.prefix(12)) to \(hash.prefix(12)); held until approved"
-                    try await audit.record(event)
+                    try await hold(server: server, tool: name, hash: hash, text: text,
+                                   why: "definition changed from \(pin.hash.prefix(12)) to \(hash.prefix(12)); held until approved")
                 }
             } else if firstSight || newTools == .allow {
                 try await store.save(ToolPin(server: server, tool: name, hash: hash, state: .approved, definition: text))
                 visible.append(tool)
             } else if pending[name]?.hash != hash {
-                try await store.save(ToolPin(server: server, tool: name, hash: hash, state: .pending, definition: text))
-                var event = AuditEvent(kind: .pinChanged, portal: "*", principal: "system", server: server, tool: name, outcome: .held)
-                event.detail = "new tool on a known server; held until approved"
-                try await audit.record(event)
+                try await hold(server: server, tool: name, hash: hash, text: text, why: "new tool on a known server; held until approved")
             }
         }
         return visible
+    }
+
+    /// Records a definition as waiting for approval, and audits it.
+    private func hold(server: String, tool: String, hash: String, text: String, why: String) async throws {
+        try await store.save(ToolPin(server: server, tool: tool, hash: hash, state: .pending, definition: text))
+        var event = AuditEvent(kind: .pinChanged, portal: "*", principal: "system", server: server, tool: tool, outcome: .held)
+        event.detail = why
+        try await audit.record(event)
     }
 }
 

@@ -26,7 +26,9 @@ actor EdgeSession: SessionOutbound {
     private var nextEventID = 1
     private var nextStreamID = 1
     private var live: [Int: AsyncStream<Event>.Continuation] = [:]
-    private var finishedStreams: Set<Int> = []
+    /// Request streams that have sent something before their response (so
+    /// they are SSE streams whose events are kept for resumption).
+    private var streaming: Set<Int> = []
     private var requestStreams: [JSON: Int] = [:]
     private var buffer: [(stream: Int, event: Event)] = []
     private var undelivered: [Event] = []
@@ -47,15 +49,14 @@ actor EdgeSession: SessionOutbound {
         return (stream, events)
     }
 
-    /// Sends the final response of a request on its stream and ends it.
-    func finish(_ response: JSONRPCMessage, requestID: JSON) {
-        guard let stream = requestStreams.removeValue(forKey: requestID) else {
-            emit(response, on: Self.standalone, final: false)
-            return
-        }
+    /// Sends the final response of a request on its own stream and ends it.
+    /// (A client that reuses an id while the first request runs still gets
+    /// each response on the right stream.)
+    func finish(_ response: JSONRPCMessage, stream: Int) {
+        if let id = response.id, requestStreams[id] == stream { requestStreams[id] = nil }
         emit(response, on: stream, final: true)
         live.removeValue(forKey: stream)?.finish()
-        finishedStreams.insert(stream)
+        streaming.remove(stream)
     }
 
     /// The client went away from a stream: keep buffering for a resume.
@@ -79,9 +80,13 @@ actor EdgeSession: SessionOutbound {
     private func emit(_ message: JSONRPCMessage, on stream: Int, final: Bool) {
         let event = Event(id: nextEventID, message: message, final: final)
         nextEventID += 1
-        if bufferLimit > 0 {
+        // A response that comes first is answered as plain JSON: nothing to resume.
+        let plainJSON = final && stream != Self.standalone && !streaming.contains(stream)
+        if !final, stream != Self.standalone { streaming.insert(stream) }
+        if bufferLimit > 0, !plainJSON {
             buffer.append((stream, event))
-            if buffer.count > bufferLimit { buffer.removeFirst(buffer.count - bufferLimit) }
+            // Trimmed in steps, so appending stays O(1) on average.
+            if buffer.count >= 2 * bufferLimit { buffer.removeFirst(buffer.count - bufferLimit) }
         }
         if let continuation = live[stream] {
             continuation.yield(event)
@@ -116,7 +121,7 @@ actor EdgeSession: SessionOutbound {
             live.removeValue(forKey: stream)?.finish()
             live[stream] = continuation
             undelivered = []
-        } else if finishedStreams.contains(stream) {
+        } else if buffer.contains(where: { $0.stream == stream && $0.event.final }) {
             continuation.finish()
         } else {
             live[stream] = continuation

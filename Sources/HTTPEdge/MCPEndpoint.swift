@@ -190,7 +190,7 @@ struct MCPEndpoint: Sendable {
         let edge = entry.edge
         Task {
             let response = await portalSession.handle(message) ?? .error(id: requestID, .internalError("no answer"))
-            await edge.finish(response, requestID: requestID)
+            await edge.finish(response, stream: stream)
         }
         var iterator = events.makeAsyncIterator()
         guard let first = await iterator.next() else {

@@ -133,7 +133,11 @@ public final class HTTPTransport: MessageTransport, @unchecked Sendable {
         do {
             response = try await client.execute(request, timeout: .hours(24))
         } catch {
-            throw TransportError("POST \(url) failed: \(error)")
+            // The server is gone: end this connection so the client marks the
+            // server unavailable and reconnects with backoff.
+            let failure = TransportError("POST \(url) failed: \(error)")
+            if mode != .auto { fail(failure) }
+            throw failure
         }
         let status = response.status.code
         if mode == .auto, message.method == MCP.Method.initialize, [400, 404, 405].contains(status) {

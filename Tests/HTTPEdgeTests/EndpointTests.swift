@@ -149,7 +149,7 @@ struct ResumptionTests {
         let first = try #require(await iterator.next())
         await edge.detach(stream)
         await edge.send(.notification(method: "notifications/progress", params: ["progress": 2]), relatedTo: 7)
-        await edge.finish(.response(id: 7, result: ["done": true]), requestID: 7)
+        await edge.finish(.response(id: 7, result: ["done": true]), stream: stream)
         let resumed = try await edge.resume(after: first.id)
         var replayed: [JSONRPCMessage] = []
         for await event in resumed { replayed.append(event.message) }

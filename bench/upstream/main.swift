@@ -1,6 +1,7 @@
 // A deliberately fast MCP server over Streamable HTTP (plain JSON answers),
 // used as the one upstream that every benchmark path talks to.
 // Usage: mcp-bench-upstream PORT
+import Foundation
 import MCPWire
 import NIOCore
 import NIOHTTP1
@@ -78,5 +79,5 @@ let channel = try ServerBootstrap(group: group)
         channel.pipeline.configureHTTPServerPipeline().flatMap { channel.pipeline.addHandler(Handler()) }
     }
     .bind(host: "127.0.0.1", port: port).wait()
-print("bench upstream listening on \(channel.localAddress!)")
+FileHandle.standardOutput.write(Data("bench upstream listening on \(channel.localAddress!)\n".utf8))
 try channel.closeFuture.wait()
