@@ -3,27 +3,37 @@ import Foundation
 import Logging
 import MCPWire
 import PortalCore
+import Synchronization
 import Upstream
 
 /// One client's MCP session with a portal: negotiation, the servers this
 /// session has turned on, routing of every method, and the requests the
-/// portal makes of the client on behalf of a server.
-public actor PortalSession {
-    public nonisolated let id: String
-    public nonisolated let portal: PortalDefinition
-    public nonisolated let principal: Principal
+/// portal makes of the client on behalf of a server. Its few pieces of
+/// state sit behind a lock held for a moment, so concurrent calls of one
+/// session run side by side without hopping executors.
+public final class PortalSession: Sendable {
+    public let id: String
+    public let portal: PortalDefinition
+    public let principal: Principal
     let gateway: Gateway
     let outbound: any SessionOutbound
-    public private(set) var protocolVersion: String?
-    public private(set) var initialized = false
-    /// Servers turned on for this session (`portal_toggle_servers`).
-    private var enabledServers: Set<String>
-    private var clientRequests: [String: CheckedContinuation<JSONRPCMessage, Never>] = [:]
-    private var nextClientRequest = 1
-    private var inFlight: [JSON: Task<JSONRPCMessage, Never>] = [:]
-    private var subscriptions: Set<String> = []
-    private var listener: UUID?
-    private var logLevel: JSON?
+    private let state: Mutex<State>
+
+    struct State {
+        var protocolVersion: String?
+        var initialized = false
+        /// Servers turned on for this session (`portal_toggle_servers`).
+        var enabledServers: Set<String>
+        var clientRequests: [String: CheckedContinuation<JSONRPCMessage, Never>] = [:]
+        var nextClientRequest = 1
+        var inFlight: [JSON: Task<JSONRPCMessage, Never>] = [:]
+        var subscriptions: Set<String> = []
+        var listener: UUID?
+    }
+
+    /// The protocol version agreed in `initialize`, nil before it.
+    public var protocolVersion: String? { state.withLock { $0.protocolVersion } }
+    private var enabledServers: Set<String> { state.withLock { $0.enabledServers } }
 
     /// Portal tool names; they never collide with `{server}_{tool}` names
     /// because no server id is `portal`.
@@ -37,26 +47,33 @@ public actor PortalSession {
         self.principal = principal
         self.id = id
         self.outbound = outbound
-        self.enabledServers = Set(portal.servers)
+        self.state = Mutex(State(enabledServers: Set(portal.servers)))
     }
 
     /// Starts relaying list changes and server notifications to the client.
     public func start() {
-        guard listener == nil else { return }
-        listener = gateway.pool.addListener { [weak self] server, event in
+        guard state.withLock({ $0.listener == nil }) else { return }
+        let listener = gateway.pool.addListener { [weak self] server, event in
             guard let self else { return }
             Task { await self.relay(server: server, event: event) }
         }
+        state.withLock { $0.listener = listener }
     }
 
     public func close() async {
+        let (listener, tasks, waiters) = state.withLock { s in
+            defer {
+                s.listener = nil
+                s.inFlight = [:]
+                s.clientRequests = [:]
+            }
+            return (s.listener, Array(s.inFlight.values), Array(s.clientRequests.values))
+        }
         if let listener { gateway.pool.removeListener(listener) }
-        listener = nil
-        for task in inFlight.values { task.cancel() }
-        for continuation in clientRequests.values {
+        for task in tasks { task.cancel() }
+        for continuation in waiters {
             continuation.resume(returning: .error(id: nil, JSONRPCError(code: -32000, message: "session closed")))
         }
-        clientRequests = [:]
         try? await gateway.record(AuditEvent(kind: .sessionClose, portal: portal.id, sessionID: id, principal: principal.subject, outcome: .ok))
     }
 
@@ -79,7 +96,7 @@ public actor PortalSession {
             await handleNotification(message)
             return nil
         case .response, .errorResponse:
-            if let key = message.id?.stringValue, let continuation = clientRequests.removeValue(forKey: key) {
+            if let key = message.id?.stringValue, let continuation = state.withLock({ $0.clientRequests.removeValue(forKey: key) }) {
                 continuation.resume(returning: message)
             }
             return nil
@@ -124,7 +141,6 @@ public actor PortalSession {
         case MCP.Method.completionComplete:
             return try await routeCompletion(message, params: params)
         case MCP.Method.loggingSetLevel:
-            logLevel = params["level"]
             for server in activeServers(capability: "logging") {
                 _ = try? await server.client.request(method: method, params: message.params, timeout: gateway.timeout(for: server.id))
             }
@@ -137,9 +153,9 @@ public actor PortalSession {
     func handleNotification(_ message: JSONRPCMessage) async {
         switch message.method {
         case MCP.Method.initialized:
-            initialized = true
+            state.withLock { $0.initialized = true }
         case MCP.Method.cancelled:
-            if let requestID = message.params?["requestId"], let task = inFlight[requestID] {
+            if let requestID = message.params?["requestId"], let task = state.withLock({ $0.inFlight[requestID] }) {
                 task.cancel()
             }
         case MCP.Method.rootsListChanged:
@@ -156,7 +172,7 @@ public actor PortalSession {
             throw JSONRPCError.invalidParams("initialize needs a protocolVersion string")
         }
         let version = MCP.supportedProtocolVersions.contains(requested) ? requested : MCP.latestProtocolVersion
-        protocolVersion = version
+        state.withLock { $0.protocolVersion = version }
         start()
         try await gateway.record(AuditEvent(kind: .sessionOpen, portal: portal.id, sessionID: id, principal: principal.subject,
                                             method: MCP.Method.initialize, outcome: .ok))
@@ -235,15 +251,16 @@ public actor PortalSession {
         return response
     }
 
-    private nonisolated var id_: String { id }
+    private var id_: String { id }
 
     /// Sends a request to a server on behalf of the client: maps ids and
     /// progress tokens, relays what the server says about the call, honours
     /// cancellation, and always returns a response with the client's id.
     func forward(_ message: JSONRPCMessage, to server: UpstreamPool.ServerState, method: String, params: JSON?) async -> JSONRPCMessage {
         let downstreamID = message.id ?? .null
+        let serverID = server.id
         let sink = CallSink(
-            notify: { [outbound] note in await outbound.send(note, relatedTo: downstreamID) },
+            notify: { [outbound] note in await outbound.send(Self.namingServer(note, serverID), relatedTo: downstreamID) },
             request: { [weak self] request in
                 guard let self else { return .error(id: request.id, JSONRPCError(code: -32000, message: "session closed")) }
                 return await self.askClient(request, relatedTo: downstreamID)
@@ -261,22 +278,26 @@ public actor PortalSession {
                 return .error(id: downstreamID, .upstreamUnavailable("server \(server.id): \(error)"))
             }
         }
-        inFlight[downstreamID] = task
+        state.withLock { $0.inFlight[downstreamID] = task }
         let response = await withTaskCancellationHandler { await task.value } onCancel: { task.cancel() }
-        inFlight[downstreamID] = nil
+        state.withLock { $0.inFlight[downstreamID] = nil }
         return response
     }
 
     /// Sends a server's request (sampling, elicitation, roots) to the client
     /// on the stream of the call that caused it, and waits for the answer.
     func askClient(_ request: JSONRPCMessage, relatedTo: JSON?) async -> JSONRPCMessage {
-        let key = "portal-\(nextClientRequest)"
-        nextClientRequest += 1
+        let key = state.withLock { s in
+            defer { s.nextClientRequest += 1 }
+            return "portal-\(s.nextClientRequest)"
+        }
         var forwarded = request
         forwarded.id = .string(key)
+        let outbound = self.outbound
+        let message = forwarded
         return await withCheckedContinuation { continuation in
-            clientRequests[key] = continuation
-            Task { await outbound.send(forwarded, relatedTo: relatedTo) }
+            state.withLock { $0.clientRequests[key] = continuation }
+            Task { await outbound.send(message, relatedTo: relatedTo) }
         }
     }
 
@@ -322,30 +343,32 @@ public actor PortalSession {
     func toggleServers(_ arguments: JSONObject) async -> JSON {
         var unknown: [String] = []
         let before = enabledServers
+        var after = before
         for (key, on) in [("enable", true), ("disable", false)] {
             for value in arguments[key]?.arrayValue ?? [] {
                 guard let server = value.stringValue, portal.servers.contains(server) else {
                     unknown.append(value.stringValue ?? value.text)
                     continue
                 }
-                if on { enabledServers.insert(server) } else { enabledServers.remove(server) }
+                if on { after.insert(server) } else { after.remove(server) }
             }
         }
         if !unknown.isEmpty {
-            enabledServers = before
             return ["content": [["type": "text", "text": .string("Unknown server ids: \(unknown.joined(separator: ", ")). Known: \(portal.servers.joined(separator: ", "))")]], "isError": true]
         }
-        if before != enabledServers {
+        state.withLock { $0.enabledServers = after }
+        if before != after {
             await outbound.send(.notification(method: MCP.Method.toolsListChanged), relatedTo: nil)
         }
-        let structured: JSON = ["enabled": .array(portal.servers.filter { enabledServers.contains($0) }.map(JSON.string))]
+        let structured: JSON = ["enabled": .array(portal.servers.filter { after.contains($0) }.map(JSON.string))]
         return ["content": [["type": "text", "text": .string(structured.text)]], "structuredContent": structured]
     }
 
     // MARK: Resources, prompts, completion
 
     func activeServers(capability: String?) -> [UpstreamPool.ServerState] {
-        portal.servers.filter { enabledServers.contains($0) }.compactMap { gateway.pool.state($0) }.filter { state in
+        let enabledServers = self.enabledServers
+        return portal.servers.filter { enabledServers.contains($0) }.compactMap { gateway.pool.state($0) }.filter { state in
             state.ready && (capability == nil || state.initializeResult?["capabilities"]?[capability!] != nil)
         }
     }
@@ -396,8 +419,8 @@ public actor PortalSession {
         var upstreamParams = params
         upstreamParams["uri"] = .string(original)
         let method = message.method ?? ""
-        if method == MCP.Method.resourcesSubscribe { subscriptions.insert(uri) }
-        if method == MCP.Method.resourcesUnsubscribe { subscriptions.remove(uri) }
+        if method == MCP.Method.resourcesSubscribe { _ = state.withLock { $0.subscriptions.insert(uri) } }
+        if method == MCP.Method.resourcesUnsubscribe { _ = state.withLock { $0.subscriptions.remove(uri) } }
         let started = ContinuousClock.now
         var response = await forward(message, to: server, method: method, params: .object(upstreamParams))
         if var contents = response.result?["contents"]?.arrayValue {
@@ -469,16 +492,25 @@ public actor PortalSession {
         case .notification(var message):
             if message.method == MCP.Method.resourceUpdated, let uri = message.params?["uri"]?.stringValue {
                 let prefixed = "\(server)+\(uri)"
-                guard subscriptions.contains(prefixed) else { return }
+                guard state.withLock({ $0.subscriptions.contains(prefixed) }) else { return }
                 message.params?["uri"] = .string(prefixed)
-            } else if message.method == MCP.Method.message {
-                let logger = message.params?["logger"]?.stringValue
-                message.params?["logger"] = .string(logger.map { "\(server)/\($0)" } ?? server)
+            } else {
+                message = Self.namingServer(message, server)
             }
             await outbound.send(message, relatedTo: nil)
         case .ready, .unavailable:
             break
         }
+    }
+
+    /// Log messages name their server in `logger` (`notes` or `notes/db`),
+    /// so a client can tell the servers behind the portal apart.
+    static func namingServer(_ message: JSONRPCMessage, _ server: String) -> JSONRPCMessage {
+        guard message.method == MCP.Method.message else { return message }
+        var message = message
+        let logger = message.params?["logger"]?.stringValue
+        message.params?["logger"] = .string(logger.map { "\(server)/\($0)" } ?? server)
+        return message
     }
 
     // MARK: Paging

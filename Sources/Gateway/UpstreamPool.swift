@@ -39,7 +39,8 @@ public final class UpstreamPool: Sendable {
         for server in config.servers {
             var serverLogger = logger
             serverLogger[metadataKey: "upstream.id"] = "\(server.id)"
-            let factory = Self.transportFactory(server, builtins: builtins, logger: serverLogger)
+            let factory = Self.transportFactory(server, builtins: builtins, callTimeout: config.limits.callTimeoutSeconds,
+                                                connectTimeout: config.limits.connectTimeoutSeconds, logger: serverLogger)
             let id = server.id
             let client = UpstreamClient(
                 serverID: id, connectTimeout: .seconds(config.limits.connectTimeoutSeconds), logger: serverLogger,
@@ -50,12 +51,14 @@ public final class UpstreamPool: Sendable {
         events.withLock { $0 = { [weak self] id, event in self?.handle(id, event) } }
     }
 
-    static func transportFactory(_ server: ServerConfig, builtins: [String: any MCPMessageHandler], logger: Logger) -> @Sendable () -> any MessageTransport {
+    static func transportFactory(_ server: ServerConfig, builtins: [String: any MCPMessageHandler], callTimeout: Double,
+                                 connectTimeout: Double, logger: Logger) -> @Sendable () -> any MessageTransport {
         switch server.transport {
         case .stdio(let command, let args, let env, let cwd):
             return { StdioTransport(command: command, arguments: args, environment: env, workingDirectory: cwd, logger: logger) }
         case .http(let url, let mode, let headers):
-            return { HTTPTransport(url: url, mode: mode.rawValue, headers: headers, logger: logger) }
+            let timeout = Duration.seconds(max(server.callTimeoutSeconds ?? callTimeout, connectTimeout))
+            return { HTTPTransport(url: url, mode: mode.rawValue, headers: headers, requestTimeout: timeout, logger: logger) }
         case .builtin(let name):
             let handler = builtins[name]
             return {
@@ -139,7 +142,7 @@ public final class UpstreamPool: Sendable {
 
     private func evaluateTools(_ id: String, notify: Bool) async {
         guard let client = state(id)?.client else { return }
-        let tools = await client.tools
+        let tools = client.tools
         let visible: [JSON]
         do {
             visible = try await pinner.visibleTools(server: id, tools: tools)

@@ -6,6 +6,7 @@ import Logging
 import MCPWire
 import NIOCore
 import PortalCore
+import ServiceLifecycle
 
 /// The MCP endpoints: Streamable HTTP at `/{portal}/mcp` (POST, GET, DELETE)
 /// and the legacy HTTP+SSE transport at `/{portal}/sse` and
@@ -36,17 +37,22 @@ struct MCPEndpoint: Sendable {
         return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: bytes)))
     }
 
-    static func sse(_ events: AsyncStream<EdgeSession.Event>, headers: HTTPFields = [:], onEnd: @escaping @Sendable () async -> Void,
-                    prefix: [ByteBuffer] = []) -> Response {
+    static func sse(_ events: AsyncStream<EdgeSession.Event>, of edge: EdgeSession, headers: HTTPFields = [:],
+                    onEnd: @escaping @Sendable () async -> Void, prefix: [ByteBuffer] = []) -> Response {
         var headers = headers
         headers[.contentType] = "text/event-stream"
         headers[.cacheControl] = "no-cache, no-transform"
         return Response(status: .ok, headers: headers, body: ResponseBody { writer in
             do {
                 for buffer in prefix { try await writer.write(buffer) }
-                for await event in events {
-                    try await writer.write(event.bytes)
-                    if event.final { break }
+                // Streams end when the portal shuts down, so it never waits on them.
+                try await withGracefulShutdownHandler {
+                    for await event in events {
+                        try await writer.write(event.bytes)
+                        if event.final { break }
+                    }
+                } onGracefulShutdown: {
+                    edge.closeStreams()
                 }
                 try await writer.finish(nil)
             } catch {
@@ -121,7 +127,7 @@ struct MCPEndpoint: Sendable {
         guard let entry = registry.touch(sessionID), entry.portal.portal.id == portal.id else {
             return Self.failure(.notFound, JSONRPCError(code: -32001, message: "Session not found or expired; initialize a new session"))
         }
-        let negotiated = await entry.portal.protocolVersion ?? MCP.latestProtocolVersion
+        let negotiated = entry.portal.protocolVersion ?? MCP.latestProtocolVersion
         if let refused = checkVersionHeader(request, negotiated: negotiated) { return refused }
 
         switch parsed {
@@ -185,19 +191,19 @@ struct MCPEndpoint: Sendable {
     /// logging, or requests of its own to the client.
     func answer(_ message: JSONRPCMessage, entry: SessionRegistry.Entry) async -> Response {
         let requestID = message.id ?? .null
-        let (stream, events) = await entry.edge.openRequestStream(for: requestID)
+        let (stream, events) = entry.edge.openRequestStream(for: requestID)
         let portalSession = entry.portal
         let edge = entry.edge
         Task {
             let response = await portalSession.handle(message) ?? .error(id: requestID, .internalError("no answer"))
-            await edge.finish(response, stream: stream)
+            edge.finish(response, stream: stream)
         }
         var iterator = events.makeAsyncIterator()
         guard let first = await iterator.next() else {
             return Self.failure(.internalServerError, .internalError("the request ended without an answer"), id: requestID)
         }
         if first.final { return Self.json(first.message.serialized()) }
-        return Self.sse(events, onEnd: { await edge.detach(stream) }, prefix: [first.bytes])
+        return Self.sse(events, of: edge, onEnd: { edge.detach(stream) }, prefix: [first.bytes])
     }
 
     // MARK: Streamable HTTP: GET and DELETE
@@ -214,17 +220,17 @@ struct MCPEndpoint: Sendable {
         guard let entry = registry.touch(sessionID) else {
             return Self.failure(.notFound, JSONRPCError(code: -32001, message: "Session not found or expired"))
         }
-        let negotiated = await entry.portal.protocolVersion ?? MCP.latestProtocolVersion
+        let negotiated = entry.portal.protocolVersion ?? MCP.latestProtocolVersion
         if let refused = checkVersionHeader(request, negotiated: negotiated) { return refused }
         let edge = entry.edge
         if let last = request.headers[Self.lastEventHeader] {
-            guard let lastID = Int(last), let events = try? await edge.resume(after: lastID) else {
+            guard let lastID = Int(last), let events = try? edge.resume(after: lastID) else {
                 return Self.failure(.badRequest, .invalidRequest("Last-Event-ID \(last) is unknown or no longer buffered"))
             }
-            return Self.sse(events, onEnd: {})
+            return Self.sse(events, of: edge, onEnd: {})
         }
-        let events = await edge.openStandalone()
-        return Self.sse(events, onEnd: { await edge.detach(EdgeSession.standalone) })
+        let events = edge.openStandalone()
+        return Self.sse(events, of: edge, onEnd: { edge.detach(EdgeSession.standalone) })
     }
 
     func delete(_ request: Request, context: some RequestContext) async -> Response {
@@ -235,7 +241,7 @@ struct MCPEndpoint: Sendable {
         guard let entry = registry.remove(sessionID) else {
             return Self.failure(.notFound, JSONRPCError(code: -32001, message: "Session not found or expired"))
         }
-        await entry.edge.closeStreams()
+        entry.edge.closeStreams()
         await entry.portal.close()
         return Response(status: .noContent)
     }
@@ -251,10 +257,10 @@ struct MCPEndpoint: Sendable {
         guard registry.add(sessionID, edge: edge, portal: session) else {
             return Self.failure(.serviceUnavailable, JSONRPCError(code: -32000, message: "too many open sessions"))
         }
-        let events = await edge.openStandalone()
+        let events = edge.openStandalone()
         let endpoint = SSEEvent(event: "endpoint", data: "/\(portal.id)/messages?sessionId=\(sessionID)").encoded()
         let registry = self.registry
-        return Self.sse(events, onEnd: {
+        return Self.sse(events, of: edge, onEnd: {
             if let entry = registry.remove(sessionID) { await entry.portal.close() }
         }, prefix: [ByteBuffer(bytes: endpoint)])
     }

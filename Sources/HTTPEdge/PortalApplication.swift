@@ -114,7 +114,7 @@ public final class PortalApplication: Sendable {
                 }
             }
             for entry in app.registry.removeAll() {
-                await entry.edge.closeStreams()
+                entry.edge.closeStreams()
                 await entry.portal.close()
             }
         }
@@ -127,8 +127,9 @@ public final class PortalApplication: Sendable {
             try? await cancelWhenGracefulShutdown {
                 while !Task.isCancelled {
                     try await Task.sleep(for: .seconds(15))
+                    for entry in registry.all { entry.edge.keepAlive() }
                     for entry in registry.expire(idle: idle) {
-                        await entry.edge.closeStreams()
+                        entry.edge.closeStreams()
                         await entry.portal.close()
                     }
                 }

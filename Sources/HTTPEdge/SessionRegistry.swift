@@ -42,6 +42,8 @@ final class SessionRegistry: Sendable {
 
     var count: Int { sessions.withLock { $0.count } }
 
+    var all: [Entry] { sessions.withLock { Array($0.values) } }
+
     /// Removes and returns sessions idle for longer than `idle`.
     func expire(idle: Duration) -> [Entry] {
         let now = ContinuousClock.now

@@ -141,30 +141,43 @@ public final class SQLiteStore: AuditStore, PinStore, Sendable {
     }
 }
 
-/// Commits audit records in batches on GRDB's writer, off the event loops.
-actor BatchWriter {
+/// Commits audit records in batches on a thread of its own, off the event
+/// loops and the concurrency pool: callers queue a record and wait; the
+/// thread takes everything queued, commits it in one transaction, and
+/// resumes each caller once its record is durable.
+final class BatchWriter: @unchecked Sendable {
+    typealias Waiter = CheckedContinuation<Void, any Error>
     let pool: DatabasePool
-    private var queue: [(AuditEvent, CheckedContinuation<Void, any Error>)] = []
-    private var writing = false
+    private let condition = NSCondition()
+    private var queue: [(AuditEvent, Waiter)] = []
+    private var started = false
 
     init(pool: DatabasePool) { self.pool = pool }
 
     func append(_ event: AuditEvent) async throws {
-        try await withCheckedThrowingContinuation { continuation in
-            queue.append((event, continuation))
-            if !writing {
-                writing = true
-                Task { await self.drain() }
+        try await withCheckedThrowingContinuation { (waiter: Waiter) in
+            condition.lock()
+            queue.append((event, waiter))
+            if !started {
+                started = true
+                let thread = Thread { [self] in loop() }
+                thread.name = "mcp-portal.audit"
+                thread.start()
             }
+            condition.signal()
+            condition.unlock()
         }
     }
 
-    private func drain() async {
-        while !queue.isEmpty {
+    private func loop() {
+        while true {
+            condition.lock()
+            while queue.isEmpty { condition.wait() }
             let batch = queue
             queue = []
+            condition.unlock()
             do {
-                try await pool.write { db in
+                try pool.write { db in
                     let statement = try db.cachedStatement(sql: """
                         INSERT INTO audit (time, kind, portal, session_id, principal, server, tool, method, outcome, error,
                                            duration_us, argument_bytes, argument_hash, result_bytes, detail)
@@ -178,11 +191,10 @@ actor BatchWriter {
                         ])
                     }
                 }
-                for (_, continuation) in batch { continuation.resume() }
+                for (_, waiter) in batch { waiter.resume() }
             } catch {
-                for (_, continuation) in batch { continuation.resume(throwing: error) }
+                for (_, waiter) in batch { waiter.resume(throwing: error) }
             }
         }
-        writing = false
     }
 }

@@ -27,7 +27,13 @@ public final class HTTPTransport: MessageTransport, @unchecked Sendable {
 
     enum ServerMode { case auto, streamable, sse }
 
-    public init(url: String, mode: String, headers: [String: String], client: HTTPClient = .shared, logger: Logger) {
+    /// How long one POST may take, connecting included (the HTTP client keeps
+    /// retrying a refused connection until this deadline).
+    let requestTimeout: TimeAmount
+
+    public init(url: String, mode: String, headers: [String: String], requestTimeout: Duration = .seconds(30),
+                client: HTTPClient = .shared, logger: Logger) {
+        self.requestTimeout = .nanoseconds(Int64(requestTimeout.components.seconds) * 1_000_000_000 + requestTimeout.components.attoseconds / 1_000_000_000)
         self.url = url
         self.headers = headers
         self.client = client
@@ -131,7 +137,7 @@ public final class HTTPTransport: MessageTransport, @unchecked Sendable {
         request.body = .bytes(ByteBuffer(bytes: message.serialized()))
         let response: HTTPClientResponse
         do {
-            response = try await client.execute(request, timeout: .hours(24))
+            response = try await client.execute(request, timeout: requestTimeout)
         } catch {
             // The server is gone: end this connection so the client marks the
             // server unavailable and reconnects with backoff.
@@ -195,11 +201,18 @@ public final class HTTPTransport: MessageTransport, @unchecked Sendable {
             let (session, version) = self.lock.withLock { (self.sessionID, self.protocolVersion) }
             if let session { request.headers.replaceOrAdd(name: MCP.Header.sessionID, value: session) }
             if let version { request.headers.replaceOrAdd(name: MCP.Header.protocolVersion, value: version) }
-            guard let response = try? await self.client.execute(request, timeout: .hours(24)),
-                  response.status == .ok,
-                  response.headers.first(name: "Content-Type")?.hasPrefix("text/event-stream") == true
+            let response: HTTPClientResponse
+            do {
+                response = try await self.client.execute(request, timeout: .hours(24))
+            } catch {
+                if !Task.isCancelled { self.fail(TransportError("GET stream failed: \(error)")) }
+                return
+            }
+            guard response.status == .ok, response.headers.first(name: "Content-Type")?.hasPrefix("text/event-stream") == true
             else { return }  // 405: the server has no such stream
             await self.readEvents(response.body, related: nil)
+            // The server's own stream ended: it restarted or went away. Reconnect.
+            if !Task.isCancelled { self.fail(TransportError("the server closed its event stream")) }
         }
         lock.withLock { streams.append(task) }
     }
@@ -251,7 +264,7 @@ public final class HTTPTransport: MessageTransport, @unchecked Sendable {
         request.method = .POST
         request.headers.replaceOrAdd(name: "Content-Type", value: "application/json")
         request.body = .bytes(ByteBuffer(bytes: message.serialized()))
-        let response = try await client.execute(request, timeout: .seconds(30))
+        let response = try await client.execute(request, timeout: requestTimeout)
         guard (200..<300).contains(response.status.code) else {
             throw TransportError("SSE message endpoint answered HTTP \(response.status.code)")
         }

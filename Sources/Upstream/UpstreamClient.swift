@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import MCPWire
+import Synchronization
 
 /// Where messages that belong to one call go: progress and other
 /// notifications about it, and requests the server makes while serving it
@@ -37,34 +38,53 @@ public enum UpstreamEvent: Sendable {
 
 /// One MCP client session to one upstream server: handshake, request ids,
 /// timeouts, progress-token mapping, and reconnection with backoff.
-public actor UpstreamClient {
+///
+/// The call path takes a lock for a moment and never hops between
+/// executors: a response to a call that had nothing else in flight resumes
+/// its caller straight from the transport. Everything else (progress,
+/// server requests, and responses that must follow them) goes through one
+/// ordered pump per connection, so a client sees a call's progress before
+/// its result.
+public final class UpstreamClient: Sendable {
     public enum Status: Sendable, Equatable {
         case connecting
         case ready
         case unavailable(String)
     }
 
-    public nonisolated let serverID: String
+    public let serverID: String
     let makeTransport: @Sendable () -> any MessageTransport
     let connectTimeout: Duration
     let logger: Logger
     let onEvent: @Sendable (UpstreamEvent) -> Void
+    private let state = Mutex(State())
 
-    public private(set) var status: Status = .connecting
-    public private(set) var initializeResult: JSON?
-    private var transport: (any MessageTransport)?
-    private var nextID = 1
-    private var pending: [Int: Pending] = [:]
-    private var progressTokens: [String: (original: JSON, requestID: Int)] = [:]
-    private var readyWaiters: [CheckedContinuation<Void, Never>] = []
-    private var generation = 0
+    struct State {
+        var status: Status = .connecting
+        var initializeResult: JSON?
+        var tools: [JSON] = []
+        var transport: (any MessageTransport)?
+        var nextID = 1
+        var pending: [Int: Pending] = [:]
+        var progressTokens: [String: (original: JSON, requestID: Int)] = [:]
+        var readyWaiters: [CheckedContinuation<Void, Never>] = []
+        var pump: AsyncStream<LoopEvent>.Continuation?
+    }
 
     struct Pending {
-        var continuation: CheckedContinuation<JSONRPCMessage, any Error>
+        var continuation: CheckedContinuation<JSONRPCMessage, any Error>?
+        /// A result that came before the caller started waiting.
+        var early: Result<JSONRPCMessage, any Error>?
         var sink: CallSink
         var progressToken: String?
-        var timer: Task<Void, Never>?
         var started: ContinuousClock.Instant
+        /// Something about this call went through the pump, so its response must too.
+        var ordered = false
+    }
+
+    enum LoopEvent: Sendable {
+        case message(InboundMessage)
+        case closed((any Error)?)
     }
 
     public init(
@@ -81,10 +101,12 @@ public actor UpstreamClient {
         self.makeTransport = makeTransport
     }
 
-    enum LoopEvent: Sendable {
-        case message(InboundMessage)
-        case closed((any Error)?)
-    }
+    public var status: Status { state.withLock { $0.status } }
+    public var initializeResult: JSON? { state.withLock { $0.initializeResult } }
+    /// The server's tools, every page, as last fetched.
+    public var tools: [JSON] { state.withLock { $0.tools } }
+
+    // MARK: Connection
 
     /// Keeps the connection up until the task is cancelled: connects,
     /// initializes, serves, and after a failure waits (1 s, doubling to 30 s)
@@ -99,35 +121,45 @@ public actor UpstreamClient {
             try? await Task.sleep(for: backoff)
             backoff = min(backoff * 2, .seconds(30))
         }
+        let transport = state.withLock { s -> (any MessageTransport)? in
+            defer { s.transport = nil }
+            return s.transport
+        }
         await transport?.close()
-        transport = nil
         failAll(TransportError("portal shutting down"))
     }
 
     private func connectAndServe() async {
-        generation += 1
-        status = .connecting
         let transport = makeTransport()
-        self.transport = transport
-        let (events, continuation) = AsyncStream<LoopEvent>.makeStream()
-        let serve = Task { [weak self] in
+        let (events, pump) = AsyncStream<LoopEvent>.makeStream()
+        state.withLock {
+            $0.status = .connecting
+            $0.transport = transport
+            $0.pump = pump
+        }
+        let serve = Task {
             for await event in events {
-                guard let self else { return }
-                if case .closed = event { await self.closed(); continuation.finish(); return }
-                if case .message(let inbound) = event { await self.handle(inbound) }
+                switch event {
+                case .closed:
+                    self.closed()
+                    pump.finish()
+                    return
+                case .message(let inbound):
+                    await self.process(inbound)
+                }
             }
         }
         do {
             try await transport.connect(
-                onMessage: { continuation.yield(.message($0)) },
-                onClose: { continuation.yield(.closed($0)) }
+                onMessage: { [weak self] in self?.receive($0) },
+                onClose: { pump.yield(.closed($0)) }
             )
             try await handshake(transport)
             await refreshTools()
             markReady()
         } catch {
             markUnavailable("\(error)")
-            continuation.finish()
+            pump.finish()
             await transport.close()
             serve.cancel()
             return
@@ -135,7 +167,7 @@ public actor UpstreamClient {
         await withTaskCancellationHandler {
             await serve.value
         } onCancel: {
-            continuation.finish()
+            pump.finish()
         }
         await transport.close()
     }
@@ -155,25 +187,23 @@ public actor UpstreamClient {
         guard let result = response.result else {
             throw TransportError("initialize failed: \(response.error?.text ?? "no result")")
         }
-        initializeResult = result
+        state.withLock { $0.initializeResult = result }
         if let version = result["protocolVersion"]?.stringValue, let http = transport as? HTTPTransport {
             http.didInitialize(protocolVersion: version)
         }
         try await transport.send(.notification(method: MCP.Method.initialized))
     }
 
-    /// The server's tools, every page, as last fetched.
-    public private(set) var tools: [JSON] = []
-
     /// Fetches every page of tools/list again.
     public func refreshTools() async {
         guard initializeResult?["capabilities"]?["tools"] != nil else {
-            tools = []
+            state.withLock { $0.tools = [] }
             return
         }
         do {
             // Called while connecting too, before the client counts as ready.
-            tools = try await listAll(method: MCP.Method.toolsList, key: "tools", requireReady: false)
+            let tools = try await listAll(method: MCP.Method.toolsList, key: "tools", requireReady: false)
+            state.withLock { $0.tools = tools }
         } catch {
             logger.warning("tools/list failed", metadata: ["upstream.id": "\(serverID)", "error": "\(error)"])
         }
@@ -200,28 +230,44 @@ public actor UpstreamClient {
     }
 
     private func markReady() {
-        status = .ready
-        for waiter in readyWaiters { waiter.resume() }
-        readyWaiters = []
+        let waiters = state.withLock { s -> [CheckedContinuation<Void, Never>] in
+            s.status = .ready
+            defer { s.readyWaiters = [] }
+            return s.readyWaiters
+        }
+        waiters.forEach { $0.resume() }
         onEvent(.ready(initializeResult: initializeResult ?? .null))
         logger.info("upstream ready", metadata: ["upstream.id": "\(serverID)"])
     }
 
     private func markUnavailable(_ reason: String) {
-        if case .unavailable = status {} else {
+        let (waiters, wasUnavailable) = state.withLock { s -> ([CheckedContinuation<Void, Never>], Bool) in
+            let was: Bool
+            if case .unavailable = s.status { was = true } else { was = false }
+            s.status = .unavailable(reason)
+            defer { s.readyWaiters = [] }
+            return (s.readyWaiters, was)
+        }
+        if !wasUnavailable {
             logger.warning("upstream unavailable", metadata: ["upstream.id": "\(serverID)", "error": "\(reason)"])
         }
-        status = .unavailable(reason)
-        for waiter in readyWaiters { waiter.resume() }
-        readyWaiters = []
+        waiters.forEach { $0.resume() }
         onEvent(.unavailable(reason: reason))
     }
 
     /// Waits until the first connection attempt has finished either way.
     public func waitUntilSettled() async {
-        if status != .connecting { return }
-        await withCheckedContinuation { readyWaiters.append($0) }
+        await withCheckedContinuation { (waiter: CheckedContinuation<Void, Never>) in
+            let settled = state.withLock { s -> Bool in
+                if s.status != .connecting { return true }
+                s.readyWaiters.append(waiter)
+                return false
+            }
+            if settled { waiter.resume() }
+        }
     }
+
+    // MARK: Calls
 
     /// Sends a request and returns the server's response (a result or an
     /// error response). Throws a ``JSONRPCError`` when the server is
@@ -231,87 +277,150 @@ public actor UpstreamClient {
     }
 
     private func send(method: String, params: JSON?, sink: CallSink, timeout: Duration, requireReady: Bool) async throws -> JSONRPCMessage {
-        if requireReady {
-            if status == .connecting { await waitUntilSettled() }
-            guard status == .ready, transport != nil else {
-                throw JSONRPCError.upstreamUnavailable("server \(serverID) is unavailable: \(statusReason)")
-            }
-        }
-        guard let transport else { throw JSONRPCError.upstreamUnavailable("server \(serverID) is not connected") }
-        let id = nextID
-        nextID += 1
+        if requireReady, status == .connecting { await waitUntilSettled() }
         var params = params
-        var token: String?
-        if let original = params?["_meta"]?["progressToken"] {
-            let mapped = "\(serverID)-p\(id)"
-            token = mapped
-            progressTokens[mapped] = (original, id)
+        let progressOriginal = params?["_meta"]?["progressToken"]
+        let registered = state.withLock { s -> Result<(Int, any MessageTransport), JSONRPCError> in
+            if requireReady, s.status != .ready {
+                let reason: String
+                if case .unavailable(let text) = s.status { reason = text } else { reason = "connecting" }
+                return .failure(.upstreamUnavailable("server \(serverID) is unavailable: \(reason)"))
+            }
+            guard let transport = s.transport else { return .failure(.upstreamUnavailable("server \(serverID) is not connected")) }
+            let id = s.nextID
+            s.nextID += 1
+            var token: String?
+            if let progressOriginal {
+                token = "\(serverID)-p\(id)"
+                s.progressTokens[token!] = (progressOriginal, id)
+            }
+            s.pending[id] = Pending(sink: sink, progressToken: token, started: .now)
+            return .success((id, transport))
+        }
+        let (id, transport) = try registered.get()
+        if progressOriginal != nil {
             var meta = params?["_meta"]?.objectValue ?? [:]
-            meta["progressToken"] = .string(mapped)
+            meta["progressToken"] = .string("\(serverID)-p\(id)")
             params?["_meta"] = .object(meta)
         }
         let message = JSONRPCMessage.request(id: .int(id), method: method, params: params)
+        DispatchQueue.global().asyncAfter(deadline: .now() + timeout.timeInterval) { [weak self] in
+            self?.timedOut(id, after: timeout)
+        }
         return try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { continuation in
-                let timer = Task { [weak self] in
-                    try? await Task.sleep(for: timeout)
-                    if !Task.isCancelled { await self?.timedOut(id, after: timeout) }
+            // The send runs beside the wait: a transport that blocks (a server
+            // that holds an HTTP request open) cannot outlast the timeout.
+            Task {
+                do {
+                    try await transport.send(message)
+                } catch {
+                    self.finish(id, with: .failure(JSONRPCError.upstreamUnavailable("server \(self.serverID): \(error)")))
                 }
-                pending[id] = Pending(continuation: continuation, sink: sink, progressToken: token, timer: timer, started: .now)
-                Task {
-                    do {
-                        try await transport.send(message)
-                    } catch {
-                        self.finish(id, with: .failure(JSONRPCError.upstreamUnavailable("server \(self.serverID): \(error)")))
+            }
+            return try await withCheckedThrowingContinuation { continuation in
+                let early = state.withLock { s -> Result<JSONRPCMessage, any Error>? in
+                    guard var entry = s.pending[id] else { return .failure(JSONRPCError(code: -32800, message: "Request cancelled")) }
+                    if let early = entry.early {
+                        s.pending[id] = nil
+                        if let token = entry.progressToken { s.progressTokens[token] = nil }
+                        return early
                     }
+                    entry.continuation = continuation
+                    s.pending[id] = entry
+                    return nil
                 }
+                if let early { continuation.resume(with: early) }
             }
         } onCancel: {
             Task { await self.cancel(id, reason: "the client cancelled the request") }
         }
     }
 
-    private var statusReason: String {
-        if case .unavailable(let reason) = status { return reason }
-        return "\(status)"
-    }
-
+    /// Completes a call: resumes its caller, or keeps the result until it waits.
     private func finish(_ id: Int, with result: Result<JSONRPCMessage, any Error>) {
-        guard let entry = pending.removeValue(forKey: id) else { return }
-        entry.timer?.cancel()
-        if let token = entry.progressToken { progressTokens[token] = nil }
-        entry.continuation.resume(with: result)
+        let continuation = state.withLock { s -> CheckedContinuation<JSONRPCMessage, any Error>? in
+            guard var entry = s.pending[id], entry.early == nil else { return nil }
+            guard let continuation = entry.continuation else {
+                entry.early = result
+                s.pending[id] = entry
+                return nil
+            }
+            s.pending[id] = nil
+            if let token = entry.progressToken { s.progressTokens[token] = nil }
+            return continuation
+        }
+        continuation?.resume(with: result)
     }
 
-    private func timedOut(_ id: Int, after timeout: Duration) async {
-        guard pending[id] != nil else { return }
-        try? await transport?.send(.notification(method: MCP.Method.cancelled, params: ["requestId": .int(id), "reason": "timed out in mcp-portal"]))
+    private func timedOut(_ id: Int, after timeout: Duration) {
+        guard let transport = state.withLock({ s in s.pending[id] != nil ? s.transport : nil }) else { return }
         finish(id, with: .failure(JSONRPCError.upstreamUnavailable("server \(serverID) did not answer within \(timeout)")))
+        Task { try? await transport.send(.notification(method: MCP.Method.cancelled, params: ["requestId": .int(id), "reason": "timed out in mcp-portal"])) }
     }
 
     /// Cancels an in-flight request: tells the server and stops waiting.
     public func cancel(_ id: Int, reason: String) async {
-        guard pending[id] != nil else { return }
-        try? await transport?.send(.notification(method: MCP.Method.cancelled, params: ["requestId": .int(id), "reason": .string(reason)]))
+        guard let transport = state.withLock({ s in s.pending[id] != nil ? s.transport : nil }) else { return }
         finish(id, with: .failure(JSONRPCError(code: -32800, message: "Request cancelled")))
+        try? await transport.send(.notification(method: MCP.Method.cancelled, params: ["requestId": .int(id), "reason": .string(reason)]))
     }
 
     private func failAll(_ error: any Error) {
-        for id in Array(pending.keys) { finish(id, with: .failure(error)) }
+        for id in state.withLock({ Array($0.pending.keys) }) { finish(id, with: .failure(error)) }
     }
 
-    private func handle(_ inbound: InboundMessage) async {
+    // MARK: Inbound
+
+    /// Called by the transport for every message. A response to a call with
+    /// nothing queued ahead of it completes at once; the rest is pumped in order.
+    private func receive(_ inbound: InboundMessage) {
+        let message = inbound.message
+        enum Route { case direct(Int), pump, drop }
+        let route = state.withLock { s -> Route in
+            guard s.pump != nil else { return .drop }
+            switch message.kind {
+            case .response, .errorResponse:
+                guard let id = message.id?.intValue, let entry = s.pending[id] else { return .drop }
+                return entry.ordered ? .pump : .direct(id)
+            case .notification, .request:
+                // Mark the call this belongs to, so its response keeps its place behind it.
+                if let id = Self.relatedCall(message, inbound.relatedRequestID, in: s) { s.pending[id]?.ordered = true }
+                return .pump
+            case nil:
+                return .drop
+            }
+        }
+        switch route {
+        case .direct(let id): finish(id, with: .success(message))
+        case .pump: _ = state.withLock { $0.pump }?.yield(.message(inbound))
+        case .drop: break
+        }
+    }
+
+    private static func relatedCall(_ message: JSONRPCMessage, _ related: JSON?, in s: State) -> Int? {
+        if let id = related?.intValue, s.pending[id] != nil { return id }
+        if message.method == MCP.Method.progress, let token = message.params?["progressToken"]?.stringValue {
+            return s.progressTokens[token]?.requestID
+        }
+        if let id = message.params?["_meta"]?["relatedRequestId"]?.intValue, s.pending[id] != nil { return id }
+        if message.kind == .request { return s.pending.max { $0.value.started < $1.value.started }?.key }
+        return nil
+    }
+
+    private func process(_ inbound: InboundMessage) async {
         let message = inbound.message
         switch message.kind {
         case .response, .errorResponse:
-            guard let id = message.id?.intValue else { return }
-            finish(id, with: .success(message))
+            if let id = message.id?.intValue { finish(id, with: .success(message)) }
         case .notification:
-            await handleNotification(message)
+            await handleNotification(message, related: inbound.relatedRequestID)
         case .request:
-            let relatedID = inbound.relatedRequestID?.intValue
-            let sink = relatedID.flatMap { pending[$0]?.sink } ?? mostRecentSink()
-            let transport = self.transport
+            // A request over a transport that does not say which call it belongs
+            // to (stdio) goes to the caller of the newest call still waiting.
+            let (sink, transport) = state.withLock { s -> (CallSink, (any MessageTransport)?) in
+                let id = Self.relatedCall(message, inbound.relatedRequestID, in: s)
+                return (id.flatMap { s.pending[$0]?.sink } ?? .none, s.transport)
+            }
             Task {
                 var reply = await sink.request(message)
                 reply.id = message.id
@@ -322,42 +431,50 @@ public actor UpstreamClient {
         }
     }
 
-    /// A request over a transport that does not say which call it belongs to
-    /// (stdio) goes to the caller of the newest call still waiting.
-    private func mostRecentSink() -> CallSink {
-        pending.values.max { $0.started < $1.started }?.sink ?? .none
-    }
-
-    private func handleNotification(_ message: JSONRPCMessage) async {
+    private func handleNotification(_ message: JSONRPCMessage, related: JSON?) async {
         switch message.method {
         case MCP.Method.progress:
-            guard let token = message.params?["progressToken"]?.stringValue, let entry = progressTokens[token],
-                  let call = pending[entry.requestID] else { return }
+            let found = state.withLock { s -> (JSON, CallSink)? in
+                guard let token = message.params?["progressToken"]?.stringValue, let entry = s.progressTokens[token],
+                      let call = s.pending[entry.requestID] else { return nil }
+                return (entry.original, call.sink)
+            }
+            guard let (original, sink) = found else { return }
             var forwarded = message
-            forwarded.params?["progressToken"] = entry.original
-            await call.sink.notify(forwarded)
+            forwarded.params?["progressToken"] = original
+            await sink.notify(forwarded)
         case MCP.Method.cancelled:
             break
         case MCP.Method.toolsListChanged:
-            await refreshTools()
-            onEvent(.toolsChanged)
+            // Not awaited here: the refresh's own answer comes through this pump.
+            Task {
+                await self.refreshTools()
+                self.onEvent(.toolsChanged)
+            }
         case MCP.Method.resourcesListChanged:
             onEvent(.resourcesChanged)
         case MCP.Method.promptsListChanged:
             onEvent(.promptsChanged)
         default:
-            // Logging tied to a running call goes to that call's client.
-            if let related = message.params?["_meta"]?["relatedRequestId"]?.intValue, let call = pending[related] {
-                await call.sink.notify(message)
-            } else {
-                onEvent(.notification(message))
+            // Logging tied to a running call goes to that call's client only:
+            // the transport says which (Streamable HTTP), or the message does.
+            let sink = state.withLock { s -> CallSink? in
+                guard let id = Self.relatedCall(message, related, in: s) else { return nil }
+                return s.pending[id]?.sink
             }
+            if let sink { await sink.notify(message) } else { onEvent(.notification(message)) }
         }
     }
 
     /// Sends a notification upstream (roots/list_changed and the like).
     public func notify(_ message: JSONRPCMessage) async {
-        guard status == .ready else { return }
-        try? await transport?.send(message)
+        guard let transport = state.withLock({ s in s.status == .ready ? s.transport : nil }) else { return }
+        try? await transport.send(message)
+    }
+}
+
+extension Duration {
+    var timeInterval: Double {
+        Double(components.seconds) + Double(components.attoseconds) / 1e18
     }
 }

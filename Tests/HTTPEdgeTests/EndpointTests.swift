@@ -143,24 +143,24 @@ struct EndpointTests {
 struct ResumptionTests {
     @Test func replaysWhatAStreamMissed() async throws {
         let edge = EdgeSession(id: "s", legacy: false, bufferLimit: 16)
-        let (stream, events) = await edge.openRequestStream(for: 7)
+        let (stream, events) = edge.openRequestStream(for: 7)
         var iterator = events.makeAsyncIterator()
         await edge.send(.notification(method: "notifications/progress", params: ["progress": 1]), relatedTo: 7)
         let first = try #require(await iterator.next())
-        await edge.detach(stream)
+        edge.detach(stream)
         await edge.send(.notification(method: "notifications/progress", params: ["progress": 2]), relatedTo: 7)
-        await edge.finish(.response(id: 7, result: ["done": true]), stream: stream)
-        let resumed = try await edge.resume(after: first.id)
+        edge.finish(.response(id: 7, result: ["done": true]), stream: stream)
+        let resumed = try edge.resume(after: first.id)
         var replayed: [JSONRPCMessage] = []
         for await event in resumed { replayed.append(event.message) }
         #expect(replayed.map { $0.params?["progress"] ?? $0.result?["done"] } == [2, true])
-        await #expect(throws: EdgeSession.ResumeError.self) { try await edge.resume(after: 999) }
+        #expect(throws: EdgeSession.ResumeError.self) { try edge.resume(after: 999) }
     }
 
     @Test func standaloneMessagesWaitForTheStream() async throws {
         let edge = EdgeSession(id: "s", legacy: false, bufferLimit: 16)
         await edge.send(.notification(method: "notifications/tools/list_changed"), relatedTo: nil)
-        var iterator = await edge.openStandalone().makeAsyncIterator()
+        var iterator = edge.openStandalone().makeAsyncIterator()
         #expect(await iterator.next()?.message.method == "notifications/tools/list_changed")
     }
 }

@@ -2,10 +2,12 @@
 
 Usage: python feature_peer.py PORT [http|sse]
 
-Tools: echo, progress, ask_llm (sampling), ask_user (elicitation), slow (for
+Tools: echo, progress, ask_llm (sampling), ask_user (elicitation), list_roots
+(roots/list), slow (for
 cancellation and timeouts), cancelled_count, add_tool (list_changed), log
 (ctx.info), pinned (its description comes from $PEER_PIN_DESCRIPTION, for the
-pinning test). A resource, a resource template and a prompt.
+pinning tests), and a tool named $PEER_EXTRA_TOOL if that is set. A
+resource, a resource template and a prompt.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import sys
 
 import mcp_types
 from fastmcp import Context, FastMCP
+from mcp.shared.message import ServerMessageMetadata
 
 READ_ONLY = {"readOnlyHint": True}
 
@@ -60,6 +63,16 @@ async def ask_user(ctx: Context) -> str:
 
 
 @mcp.tool(annotations=READ_ONLY)
+async def list_roots(ctx: Context) -> list[str]:
+    """Ask the client for its roots (roots/list) during the call."""
+    result = await ctx.session.send_request(
+        mcp_types.ListRootsRequest(), mcp_types.ListRootsResult,
+        metadata=ServerMessageMetadata(related_request_id=ctx.request_id),
+    )
+    return [str(root.uri) for root in result.roots]
+
+
+@mcp.tool(annotations=READ_ONLY)
 async def slow(seconds: float) -> str:
     """Sleep for `seconds` (counts cancellations)."""
     state["slow_started"] += 1
@@ -100,6 +113,12 @@ async def log(message: str, ctx: Context) -> str:
 @mcp.tool(annotations=READ_ONLY, description=os.environ.get("PEER_PIN_DESCRIPTION", "Pinned tool, first version."))
 def pinned() -> str:
     return "pinned answer"
+
+
+if os.environ.get("PEER_EXTRA_TOOL"):
+    @mcp.tool(name=os.environ["PEER_EXTRA_TOOL"], annotations=READ_ONLY, description="Present only when $PEER_EXTRA_TOOL is set.")
+    def extra() -> str:
+        return "extra answer"
 
 
 @mcp.resource("resource://greeting", name="greeting", description="A greeting", mime_type="text/plain")

@@ -1,0 +1,82 @@
+"""Every call and listing is in `mcp-portal audit query --json`."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import anyio
+
+from harness import mcp_session, raw_session, unique
+
+
+def sha256(arguments: dict) -> str:
+    return hashlib.sha256(json.dumps(arguments, separators=(",", ":")).encode()).hexdigest()
+
+
+FIELDS = {"id", "time", "kind", "portal", "principal", "outcome", "duration_us", "argument_bytes", "result_bytes"}
+
+
+async def test_calls_and_listings_are_audited(main_portal):
+    word = unique("audit")
+    ok_args = {"text": word}
+    time_args = {"timezone": "UTC"}
+    async with raw_session(main_portal.url()) as raw:
+        with anyio.fail_after(30):
+            ok = await raw.call("echo2", ok_args)
+            assert "result" in ok and not ok["result"].get("isError"), ok
+            failed = await raw.call("echo2", {"wrong": word})  # missing "text": the tool reports an error
+            assert failed.get("error") or failed["result"].get("isError"), failed
+            current = await raw.call("time_get_current_time", time_args)
+            assert "result" in current
+            for method in ["tools/list", "resources/list", "prompts/list"]:
+                answer, _ = await raw.request(method, {})
+                assert "result" in answer, answer
+    session = raw.session_id
+
+    calls = [r for r in main_portal.audit(kind="call") if r.get("session") == session]
+    assert len(calls) == 3, calls
+    for record in calls:
+        assert FIELDS <= set(record), record
+        assert record["portal"] == "default" and record["method"] == "tools/call"
+        assert record["argument_sha256"], record
+
+    echo_ok = main_portal.audit(server="peer", tool="echo", outcome="ok")
+    mine = [r for r in echo_ok if r["argument_sha256"] == sha256(ok_args)]
+    assert len(mine) == 1, echo_ok
+    assert mine[0]["session"] == session
+    assert mine[0]["argument_bytes"] == len(json.dumps(ok_args, separators=(",", ":")))
+    assert mine[0]["result_bytes"] > 0
+    assert "error" not in mine[0]
+
+    echo_error = [r for r in main_portal.audit(server="peer", tool="echo", outcome="error") if r.get("session") == session]
+    assert len(echo_error) == 1, echo_error
+    assert echo_error[0]["argument_sha256"] == sha256({"wrong": word})
+    assert echo_error[0].get("error"), echo_error
+
+    time_calls = [r for r in main_portal.audit(server="time", tool="get_current_time") if r.get("session") == session]
+    assert len(time_calls) == 1 and time_calls[0]["outcome"] == "ok", time_calls
+    assert time_calls[0]["argument_sha256"] == sha256(time_args)
+
+    listings = [r for r in main_portal.audit(kind="list") if r.get("session") == session]
+    assert sorted(r["method"] for r in listings) == ["prompts/list", "resources/list", "tools/list"], listings
+    assert all(r["outcome"] == "ok" for r in listings)
+
+    opened = [r for r in main_portal.audit(kind="session.open") if r.get("session") == session]
+    assert len(opened) == 1, opened
+
+
+async def test_sdk_client_calls_are_audited(main_portal):
+    word = unique("sdk-audit")
+    async with mcp_session(main_portal.url()) as session:
+        with anyio.fail_after(20):
+            await session.list_tools()
+            await session.call_tool("notes_search_notes", {"query": word})
+            await session.read_resource("peer+resource://greeting")
+            await session.get_prompt("peer_greet", {"name": word})
+    records = main_portal.audit(server="notes", tool="search_notes")
+    assert any(r["argument_sha256"] == sha256({"query": word}) and r["outcome"] == "ok" for r in records), records
+    reads = main_portal.audit(kind="read", server="peer")
+    assert reads and reads[0]["outcome"] == "ok", reads
+    prompts = main_portal.audit(kind="prompt", server="peer")
+    assert prompts and prompts[0]["tool"] == "greet" and prompts[0]["outcome"] == "ok", prompts

@@ -1,0 +1,120 @@
+"""Transport rules over raw HTTP: malformed and refused requests get the
+right HTTP status and JSON-RPC error, and the session keeps working after."""
+
+from __future__ import annotations
+
+import json
+
+import anyio
+import pytest
+
+from harness import http_client, mcp_session, raw_session, unique
+
+
+def body_of(**fields) -> dict:
+    return {"jsonrpc": "2.0", **fields}
+
+
+def big_call() -> dict:
+    return body_of(id=9, method="tools/call", params={"name": "echo2", "arguments": {"text": "x" * 70_000}})
+
+
+# name: (body, header changes, expected HTTP status, expected JSON-RPC error code or None)
+CASES = {
+    "invalid_json": (b'{"jsonrpc": "2.0", "id": 1, "method": ', {}, 400, -32700),
+    "not_a_message": (body_of(), {}, 400, -32600),
+    "unknown_method": (body_of(id=7, method="no/such/method"), {}, 200, -32601),
+    "call_without_name": (body_of(id=8, method="tools/call", params={"arguments": {}}), {}, 200, -32602),
+    "missing_session_id": (body_of(id=10, method="tools/list"), {"Mcp-Session-Id": None}, 400, None),
+    "unknown_session_id": (body_of(id=11, method="tools/list"), {"Mcp-Session-Id": "0" * 64}, 404, None),
+    "body_too_large": (big_call(), {}, 413, None),
+    "unsupported_protocol_version": (body_of(id=12, method="tools/list"), {"MCP-Protocol-Version": "1999-01-01"}, 400, None),
+    "batch_on_2025_11_25": ([body_of(id=13, method="ping"), body_of(id=14, method="tools/list")], {}, 400, -32600),
+    "disallowed_origin": (body_of(id=15, method="tools/list"), {"Origin": "http://evil.example"}, 403, None),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+async def test_bad_request_is_refused_and_session_survives(main_portal, case):
+    body, changes, status, code = CASES[case]
+    async with raw_session(main_portal.url()) as raw:
+        headers = raw.headers()
+        for name, value in changes.items():
+            if value is None:
+                headers.pop(name)
+            else:
+                headers[name] = value
+        with anyio.fail_after(20):
+            response = await raw.post(body, headers=headers)
+        assert response.status_code == status, f"{case}: HTTP {response.status_code} {response.text[:300]}"
+        if status >= 400:
+            assert response.headers.get("content-type", "").startswith("application/json"), response.headers
+        if code is not None:
+            message = response.json()
+            assert message["jsonrpc"] == "2.0"
+            assert message["error"]["code"] == code, message
+            if isinstance(body, dict) and "id" in body:
+                assert message["id"] == body["id"], message
+        # A normal call on the same session still works.
+        word = unique(case)
+        with anyio.fail_after(20):
+            answer = await raw.call("echo2", {"text": word})
+        assert answer["result"]["content"][0]["text"] == word, answer
+
+
+async def test_allowed_origin_is_accepted(main_portal):
+    async with raw_session(main_portal.url()) as raw:
+        with anyio.fail_after(20):
+            response = await raw.post(body_of(id=3, method="tools/list"), headers=raw.headers(Origin="http://localhost:5173"))
+    assert response.status_code == 200, response.text
+
+
+async def test_initialize_from_disallowed_origin_is_refused(main_portal):
+    async with http_client() as http:
+        with anyio.fail_after(20):
+            response = await http.post(main_portal.url(), headers={
+                "Content-Type": "application/json", "Accept": "application/json, text/event-stream",
+                "Origin": "http://evil.example"}, content=json.dumps(body_of(
+                    id=1, method="initialize",
+                    params={"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "x", "version": "1"}})))
+    assert response.status_code == 403
+    assert "mcp-session-id" not in response.headers
+
+
+async def test_batch_is_allowed_on_2025_03_26(main_portal):
+    async with raw_session(main_portal.url(), version="2025-03-26") as raw:
+        assert raw.version == "2025-03-26"
+        with anyio.fail_after(20):
+            response = await raw.post([body_of(id=21, method="ping"),
+                                       body_of(id=22, method="tools/call", params={"name": "echo2", "arguments": {"text": "b"}})])
+    assert response.status_code == 200, response.text
+    answers = {m["id"]: m for m in response.json()}
+    assert answers[21]["result"] == {}
+    assert answers[22]["result"]["content"][0]["text"] == "b"
+
+
+async def test_deleted_session_is_gone(main_portal):
+    async with raw_session(main_portal.url()) as raw:
+        with anyio.fail_after(20):
+            deleted = await raw.http.delete(raw.url, headers=raw.headers())
+            assert deleted.status_code in (200, 204), deleted.text
+            after = await raw.post(body_of(id=5, method="tools/list"))
+    assert after.status_code == 404, after.text
+
+
+async def test_health_readiness_and_metrics(main_portal):
+    async with mcp_session(main_portal.url()) as session:
+        with anyio.fail_after(20):
+            await session.call_tool("echo2", {"text": "metrics"})
+    async with http_client() as http:
+        with anyio.fail_after(20):
+            health = await http.get(f"{main_portal.base_url}/healthz")
+            ready = await http.get(f"{main_portal.base_url}/readyz")
+            metrics = await http.get(f"{main_portal.base_url}/metrics")
+    assert health.status_code == 200
+    assert ready.status_code == 200
+    assert ready.json()["ready"] is True
+    assert set(ready.json()["servers"].values()) == {"ready"}, ready.json()
+    assert metrics.status_code == 200
+    lines = [line for line in metrics.text.splitlines() if line.startswith("mcp_portal_tool_calls_total")]
+    assert any('server="peer"' in line and 'tool="echo"' in line for line in lines), lines
