@@ -14,6 +14,9 @@ public final class HTTPTransport: MessageTransport, @unchecked Sendable {
     public let url: String
     public let headers: [String: String]
     let client: HTTPClient
+    /// The fast path for plain-http servers (nil for https).
+    let pool: HTTP1Pool?
+    let poolPath: String
     let logger: Logger
     private let lock = NSLockish()
     private var mode: ServerMode
@@ -36,6 +39,14 @@ public final class HTTPTransport: MessageTransport, @unchecked Sendable {
         self.requestTimeout = .nanoseconds(Int64(requestTimeout.components.seconds) * 1_000_000_000 + requestTimeout.components.attoseconds / 1_000_000_000)
         self.url = url
         self.headers = headers
+        if let parsed = URL(string: url), parsed.scheme == "http", let host = parsed.host {
+            pool = HTTP1Pool(host: host, port: parsed.port ?? 80)
+            let path = parsed.path.isEmpty ? "/" : parsed.path
+            poolPath = parsed.query.map { "\(path)?\($0)" } ?? path
+        } else {
+            pool = nil
+            poolPath = "/"
+        }
         self.client = client
         self.logger = logger
         self.mode = mode == "sse" ? .sse : mode == "streamable-http" ? .streamable : .auto
@@ -89,6 +100,7 @@ public final class HTTPTransport: MessageTransport, @unchecked Sendable {
             return (streams, sessionID, protocolVersion)
         }
         tasks.forEach { $0.cancel() }
+        pool?.close()
         if let session, lock.withLock({ mode }) == .streamable {
             // Tell the server the session is over; it may refuse (405), which is fine.
             var request = baseRequest(url)
@@ -126,18 +138,24 @@ public final class HTTPTransport: MessageTransport, @unchecked Sendable {
 
     // MARK: Streamable HTTP
 
+    /// What a POST came back with, from either HTTP client.
+    struct PostAnswer {
+        enum Body {
+            case bytes([UInt8])
+            /// An event stream, read by the closure.
+            case events(@Sendable (HTTPTransport, JSON?) async -> Void)
+        }
+        var status: UInt
+        var contentType: String
+        var sessionID: String?
+        var body: Body
+    }
+
     func postStreamable(_ message: JSONRPCMessage) async throws {
-        var request = baseRequest(url)
-        request.method = .POST
-        request.headers.replaceOrAdd(name: "Content-Type", value: "application/json")
-        request.headers.replaceOrAdd(name: "Accept", value: "application/json, text/event-stream")
         let (session, version, mode) = lock.withLock { (sessionID, protocolVersion, self.mode) }
-        if let session { request.headers.replaceOrAdd(name: MCP.Header.sessionID, value: session) }
-        if let version { request.headers.replaceOrAdd(name: MCP.Header.protocolVersion, value: version) }
-        request.body = .bytes(ByteBuffer(bytes: message.serialized()))
-        let response: HTTPClientResponse
+        let answer: PostAnswer
         do {
-            response = try await client.execute(request, timeout: requestTimeout)
+            answer = try await post(message.serialized(), session: session, version: version)
         } catch {
             // The server is gone: end this connection so the client marks the
             // server unavailable and reconnects with backoff.
@@ -145,7 +163,7 @@ public final class HTTPTransport: MessageTransport, @unchecked Sendable {
             if mode != .auto { fail(failure) }
             throw failure
         }
-        let status = response.status.code
+        let status = answer.status
         if mode == .auto, message.method == MCP.Method.initialize, [400, 404, 405].contains(status) {
             throw FallbackToSSE(status: status)
         }
@@ -155,30 +173,73 @@ public final class HTTPTransport: MessageTransport, @unchecked Sendable {
             throw error
         }
         guard (200..<300).contains(status) else {
-            let body = try? await response.body.collect(upTo: 4096)
-            throw TransportError("upstream answered HTTP \(status): \(body.map { String(buffer: $0) } ?? "")")
+            var detail = ""
+            if case .bytes(let bytes) = answer.body { detail = String(decoding: bytes.prefix(4096), as: UTF8.self) }
+            throw TransportError("upstream answered HTTP \(status): \(detail)")
         }
-        if let newSession = response.headers.first(name: MCP.Header.sessionID), message.method == MCP.Method.initialize {
+        if let newSession = answer.sessionID, message.method == MCP.Method.initialize {
             lock.withLock { self.sessionID = newSession }
         }
         if status == 202 { return }
-        let contentType = response.headers.first(name: "Content-Type")?.lowercased() ?? ""
         let related = message.id
-        if contentType.hasPrefix("text/event-stream") {
+        switch answer.body {
+        case .events(let read):
             let task = Task { [weak self] () -> Void in
                 guard let self else { return }
-                await self.readEvents(response.body, related: related)
+                await read(self, related)
             }
             lock.withLock { streams.append(task) }
-        } else if contentType.hasPrefix("application/json") {
-            let body = try await response.body.collect(upTo: 64 << 20)
-            deliver(Array(buffer: body), related: related)
-        } else if message.kind == .request {
-            throw TransportError("upstream answered with unexpected Content-Type \"\(contentType)\"")
+        case .bytes(let bytes) where answer.contentType.hasPrefix("application/json"):
+            deliver(bytes, related: related)
+        case .bytes:
+            if message.kind == .request {
+                throw TransportError("upstream answered with unexpected Content-Type \"\(answer.contentType)\"")
+            }
         }
     }
 
-    func readEvents(_ body: HTTPClientResponse.Body, related: JSON?) async {
+    /// POSTs one message: over the small pooled client for plain http, over
+    /// AsyncHTTPClient for https.
+    func post(_ bytes: [UInt8], session: String?, version: String?) async throws -> PostAnswer {
+        if let pool {
+            var headers = HTTPHeaders()
+            headers.add(name: "Host", value: pool.port == 80 ? pool.host : "\(pool.host):\(pool.port)")
+            for (name, value) in self.headers { headers.replaceOrAdd(name: name, value: value) }
+            headers.replaceOrAdd(name: "Content-Type", value: "application/json")
+            headers.replaceOrAdd(name: "Accept", value: "application/json, text/event-stream")
+            headers.replaceOrAdd(name: "Content-Length", value: String(bytes.count))
+            if let session { headers.replaceOrAdd(name: MCP.Header.sessionID, value: session) }
+            if let version { headers.replaceOrAdd(name: MCP.Header.protocolVersion, value: version) }
+            let head = HTTPRequestHead(version: .http1_1, method: .POST, uri: poolPath, headers: headers)
+            switch try await pool.execute(head, body: ByteBuffer(bytes: bytes), timeout: requestTimeout) {
+            case .complete(let head, let body):
+                return PostAnswer(status: head.status.code, contentType: head.headers.first(name: "Content-Type")?.lowercased() ?? "",
+                                  sessionID: head.headers.first(name: MCP.Header.sessionID), body: .bytes(Array(buffer: body)))
+            case .streaming(let head, let body):
+                return PostAnswer(status: head.status.code, contentType: "text/event-stream",
+                                  sessionID: head.headers.first(name: MCP.Header.sessionID),
+                                  body: .events { transport, related in await transport.readEvents(body, related: related) })
+            }
+        }
+        var request = baseRequest(url)
+        request.method = .POST
+        request.headers.replaceOrAdd(name: "Content-Type", value: "application/json")
+        request.headers.replaceOrAdd(name: "Accept", value: "application/json, text/event-stream")
+        if let session { request.headers.replaceOrAdd(name: MCP.Header.sessionID, value: session) }
+        if let version { request.headers.replaceOrAdd(name: MCP.Header.protocolVersion, value: version) }
+        request.body = .bytes(ByteBuffer(bytes: bytes))
+        let response = try await client.execute(request, timeout: requestTimeout)
+        let contentType = response.headers.first(name: "Content-Type")?.lowercased() ?? ""
+        let sessionID = response.headers.first(name: MCP.Header.sessionID)
+        if contentType.hasPrefix("text/event-stream"), (200..<300).contains(response.status.code) {
+            return PostAnswer(status: response.status.code, contentType: contentType, sessionID: sessionID,
+                              body: .events { transport, related in await transport.readEvents(response.body, related: related) })
+        }
+        let body = try await response.body.collect(upTo: 64 << 20)
+        return PostAnswer(status: response.status.code, contentType: contentType, sessionID: sessionID, body: .bytes(Array(buffer: body)))
+    }
+
+    func readEvents<Body: AsyncSequence>(_ body: Body, related: JSON?) async where Body.Element == ByteBuffer {
         var parser = SSEParser()
         do {
             for try await chunk in body {

@@ -78,6 +78,8 @@ public final class UpstreamClient: Sendable {
         var sink: CallSink
         var progressToken: String?
         var started: ContinuousClock.Instant
+        var deadline: ContinuousClock.Instant
+        var timeout: Duration
         /// Something about this call went through the pump, so its response must too.
         var ordered = false
     }
@@ -137,6 +139,13 @@ public final class UpstreamClient: Sendable {
             $0.transport = transport
             $0.pump = pump
         }
+        let sweeper = Task {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: Self.timeoutTick)
+                self.expireOverdueCalls()
+            }
+        }
+        defer { sweeper.cancel() }
         let serve = Task {
             for await event in events {
                 switch event {
@@ -294,7 +303,8 @@ public final class UpstreamClient: Sendable {
                 token = "\(serverID)-p\(id)"
                 s.progressTokens[token!] = (progressOriginal, id)
             }
-            s.pending[id] = Pending(sink: sink, progressToken: token, started: .now)
+            let now = ContinuousClock.now
+            s.pending[id] = Pending(sink: sink, progressToken: token, started: now, deadline: now + timeout, timeout: timeout)
             return .success((id, transport))
         }
         let (id, transport) = try registered.get()
@@ -304,9 +314,6 @@ public final class UpstreamClient: Sendable {
             params?["_meta"] = .object(meta)
         }
         let message = JSONRPCMessage.request(id: .int(id), method: method, params: params)
-        DispatchQueue.global().asyncAfter(deadline: .now() + timeout.timeInterval) { [weak self] in
-            self?.timedOut(id, after: timeout)
-        }
         return try await withTaskCancellationHandler {
             // The send runs beside the wait: a transport that blocks (a server
             // that holds an HTTP request open) cannot outlast the timeout.
@@ -352,11 +359,21 @@ public final class UpstreamClient: Sendable {
         continuation?.resume(with: result)
     }
 
-    private func timedOut(_ id: Int, after timeout: Duration) {
-        guard let transport = state.withLock({ s in s.pending[id] != nil ? s.transport : nil }) else { return }
-        finish(id, with: .failure(JSONRPCError.upstreamUnavailable("server \(serverID) did not answer within \(timeout)")))
-        Task { try? await transport.send(.notification(method: MCP.Method.cancelled, params: ["requestId": .int(id), "reason": "timed out in mcp-portal"])) }
+    /// Fails the calls whose time is up and tells the server to stop them.
+    /// One sweep every tick of the connection's timer, instead of a timer per call.
+    private func expireOverdueCalls() {
+        let now = ContinuousClock.now
+        let (overdue, transport) = state.withLock { s in
+            (s.pending.filter { $0.value.deadline <= now && $0.value.early == nil }.map { ($0.key, $0.value.timeout) }, s.transport)
+        }
+        for (id, timeout) in overdue {
+            finish(id, with: .failure(JSONRPCError.upstreamUnavailable("server \(serverID) did not answer within \(timeout)")))
+            Task { try? await transport?.send(.notification(method: MCP.Method.cancelled, params: ["requestId": .int(id), "reason": "timed out in mcp-portal"])) }
+        }
     }
+
+    /// How often overdue calls are looked for: timeouts fire up to this late.
+    static let timeoutTick: Duration = .milliseconds(100)
 
     /// Cancels an in-flight request: tells the server and stops waiting.
     public func cancel(_ id: Int, reason: String) async {

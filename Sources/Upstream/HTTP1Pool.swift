@@ -1,0 +1,216 @@
+import Foundation
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import Synchronization
+
+/// A small pooled HTTP/1.1 client for the hot leg to plain-http upstreams:
+/// kept-alive connections, one request at a time each, and a JSON answer
+/// handed back whole in a single hop from the event loop. (AsyncHTTPClient
+/// stays for TLS, long-lived streams and everything else; on this path it
+/// cost several times the CPU per call.)
+final class HTTP1Pool: Sendable {
+    enum Answer: Sendable {
+        /// The whole response, for anything but an event stream.
+        case complete(HTTPResponseHead, ByteBuffer)
+        /// An event stream: its body arrives on `body` as it comes.
+        case streaming(HTTPResponseHead, AsyncThrowingStream<ByteBuffer, any Error>)
+    }
+
+    struct PoolError: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    let host: String
+    let port: Int
+    let group: any EventLoopGroup
+    private let idle = Mutex<[any Channel]>([])
+    static let maxIdle = 64
+
+    init(host: String, port: Int, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) {
+        self.host = host
+        self.port = port
+        self.group = group
+    }
+
+    /// Sends one request and waits for its answer. A request that fails on a
+    /// reused connection before any answer (the server had closed it) is
+    /// sent once more on a new one.
+    func execute(_ head: HTTPRequestHead, body: ByteBuffer, timeout: TimeAmount) async throws -> Answer {
+        if let channel = takeIdle() {
+            do {
+                return try await execute(head, body: body, on: channel, timeout: timeout)
+            } catch let error as StaleConnection {
+                _ = error
+            }
+        }
+        let channel = try await connect(timeout: timeout)
+        do {
+            return try await execute(head, body: body, on: channel, timeout: timeout)
+        } catch is StaleConnection {
+            throw PoolError(description: "connection to \(host):\(port) closed before an answer")
+        }
+    }
+
+    func close() {
+        for channel in idle.withLock({ pool in defer { pool = [] }; return pool }) { channel.close(promise: nil) }
+    }
+
+    private func takeIdle() -> (any Channel)? {
+        idle.withLock { pool in
+            while let channel = pool.popLast() {
+                if channel.isActive { return channel }
+            }
+            return nil
+        }
+    }
+
+    fileprivate func release(_ channel: any Channel) {
+        let kept = idle.withLock { pool -> Bool in
+            guard channel.isActive, pool.count < Self.maxIdle else { return false }
+            pool.append(channel)
+            return true
+        }
+        if !kept { channel.close(promise: nil) }
+    }
+
+    private func connect(timeout: TimeAmount) async throws -> any Channel {
+        let bootstrap = ClientBootstrap(group: group)
+            .connectTimeout(min(timeout, .seconds(10)))
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
+                    try channel.pipeline.syncOperations.addHandler(AnswerHandler())
+                }
+            }
+        do {
+            return try await bootstrap.connect(host: host, port: port).get()
+        } catch {
+            throw PoolError(description: "cannot connect to \(host):\(port): \(error)")
+        }
+    }
+
+    struct StaleConnection: Error {}
+
+    private func execute(_ head: HTTPRequestHead, body: ByteBuffer, on channel: any Channel, timeout: TimeAmount) async throws -> Answer {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Answer, any Error>) in
+            let exchange = Exchange(pool: self, channel: channel, continuation: continuation)
+            channel.eventLoop.execute {
+                guard let handler = try? channel.pipeline.syncOperations.handler(type: AnswerHandler.self) else {
+                    exchange.fail(StaleConnection())
+                    return
+                }
+                handler.start(exchange, timeout: timeout)
+                channel.write(HTTPClientRequestPart.head(head), promise: nil)
+                channel.write(HTTPClientRequestPart.body(.byteBuffer(body)), promise: nil)
+                channel.writeAndFlush(HTTPClientRequestPart.end(nil)).whenFailure { error in
+                    handler.failCurrent(StaleConnection())
+                }
+            }
+        }
+    }
+}
+
+/// One request's progress on one connection. Touched only on the
+/// connection's event loop.
+final class Exchange: @unchecked Sendable {
+    let pool: HTTP1Pool
+    let channel: any Channel
+    private var continuation: CheckedContinuation<HTTP1Pool.Answer, any Error>?
+    var head: HTTPResponseHead?
+    var body: ByteBuffer?
+    var stream: AsyncThrowingStream<ByteBuffer, any Error>.Continuation?
+    var receivedAnything = false
+    var timer: Scheduled<Void>?
+
+    init(pool: HTTP1Pool, channel: any Channel, continuation: CheckedContinuation<HTTP1Pool.Answer, any Error>) {
+        self.pool = pool
+        self.channel = channel
+        self.continuation = continuation
+    }
+
+    func answer(_ answer: HTTP1Pool.Answer) {
+        continuation?.resume(returning: answer)
+        continuation = nil
+    }
+
+    func fail(_ error: any Error) {
+        timer?.cancel()
+        if let continuation {
+            continuation.resume(throwing: error)
+            self.continuation = nil
+        }
+        stream?.finish(throwing: error)
+        stream = nil
+    }
+}
+
+/// Reads answers for the exchange in progress on its connection.
+final class AnswerHandler: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = HTTPClientResponsePart
+    private var current: Exchange?
+    private var keepAlive = true
+
+    func start(_ exchange: Exchange, timeout: TimeAmount) {
+        current = exchange
+        exchange.timer = exchange.channel.eventLoop.scheduleTask(in: timeout) { [weak self] in
+            self?.failCurrent(HTTP1Pool.PoolError(description: "no answer within \(timeout)"))
+            exchange.channel.close(promise: nil)
+        }
+    }
+
+    func failCurrent(_ error: any Error) {
+        guard let exchange = current else { return }
+        current = nil
+        exchange.fail(error)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard let exchange = current else { return }
+        exchange.receivedAnything = true
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            keepAlive = head.isKeepAlive
+            exchange.head = head
+            if head.headers.first(name: "content-type")?.lowercased().hasPrefix("text/event-stream") == true {
+                let (stream, continuation) = AsyncThrowingStream<ByteBuffer, any Error>.makeStream()
+                exchange.stream = continuation
+                exchange.timer?.cancel()  // a stream lives as long as the call; the caller's timeout governs it
+                exchange.answer(.streaming(head, stream))
+            } else {
+                exchange.body = context.channel.allocator.buffer(capacity: 512)
+            }
+        case .body(var buffer):
+            if let stream = exchange.stream {
+                stream.yield(buffer)
+            } else {
+                exchange.body?.writeBuffer(&buffer)
+            }
+        case .end:
+            current = nil
+            exchange.timer?.cancel()
+            if let stream = exchange.stream {
+                stream.finish()
+            } else if let head = exchange.head {
+                exchange.answer(.complete(head, exchange.body ?? ByteBuffer()))
+            }
+            if keepAlive { exchange.pool.release(context.channel) } else { context.close(promise: nil) }
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if let exchange = current {
+            current = nil
+            exchange.fail(exchange.receivedAnything
+                ? HTTP1Pool.PoolError(description: "connection closed in the middle of an answer")
+                : HTTP1Pool.StaleConnection())
+        }
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        failCurrent(error)
+        context.close(promise: nil)
+    }
+}
