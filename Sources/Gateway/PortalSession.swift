@@ -29,6 +29,9 @@ public final class PortalSession: Sendable {
         var inFlight: [JSON: Task<JSONRPCMessage, Never>] = [:]
         var subscriptions: Set<String> = []
         var listener: UUID?
+        var closed = false
+        /// What the client said it can do in `initialize` (sampling, elicitation, roots).
+        var clientCapabilities: JSON?
     }
 
     /// The protocol version agreed in `initialize`, nil before it.
@@ -52,17 +55,19 @@ public final class PortalSession: Sendable {
 
     /// Starts relaying list changes and server notifications to the client.
     public func start() {
-        guard state.withLock({ $0.listener == nil }) else { return }
-        let listener = gateway.pool.addListener { [weak self] server, event in
-            guard let self else { return }
-            Task { await self.relay(server: server, event: event) }
+        state.withLock { s in
+            guard s.listener == nil, !s.closed else { return }
+            s.listener = gateway.pool.addListener { [weak self] server, event in
+                guard let self else { return }
+                Task { await self.relay(server: server, event: event) }
+            }
         }
-        state.withLock { $0.listener = listener }
     }
 
     public func close() async {
         let (listener, tasks, waiters) = state.withLock { s in
             defer {
+                s.closed = true
                 s.listener = nil
                 s.inFlight = [:]
                 s.clientRequests = [:]
@@ -172,7 +177,10 @@ public final class PortalSession: Sendable {
             throw JSONRPCError.invalidParams("initialize needs a protocolVersion string")
         }
         let version = MCP.supportedProtocolVersions.contains(requested) ? requested : MCP.latestProtocolVersion
-        state.withLock { $0.protocolVersion = version }
+        state.withLock {
+            $0.protocolVersion = version
+            $0.clientCapabilities = params["capabilities"]
+        }
         start()
         try await gateway.record(AuditEvent(kind: .sessionOpen, portal: portal.id, sessionID: id, principal: principal.subject,
                                             method: MCP.Method.initialize, outcome: .ok))
@@ -235,7 +243,7 @@ public final class PortalSession: Sendable {
         let started = ContinuousClock.now
         let response = await forward(message, to: server, method: MCP.Method.toolsCall, params: .object(upstreamParams))
         let elapsed = ContinuousClock.now - started
-        event.durationMicros = elapsed.components.seconds * 1_000_000 + elapsed.components.attoseconds / 1_000_000_000_000
+        event.durationMicros = Self.micros(elapsed)
         metrics.calls.increment()
         metrics.latency.recordNanoseconds(event.durationMicros * 1000)
         if let error = response.error {
@@ -259,14 +267,14 @@ public final class PortalSession: Sendable {
     func forward(_ message: JSONRPCMessage, to server: UpstreamPool.ServerState, method: String, params: JSON?) async -> JSONRPCMessage {
         let downstreamID = message.id ?? .null
         let serverID = server.id
+        let timeout = gateway.timeout(for: server.id)
         let sink = CallSink(
             notify: { [outbound] note in await outbound.send(Self.namingServer(note, serverID), relatedTo: downstreamID) },
             request: { [weak self] request in
                 guard let self else { return .error(id: request.id, JSONRPCError(code: -32000, message: "session closed")) }
-                return await self.askClient(request, relatedTo: downstreamID)
+                return await self.askClient(request, relatedTo: downstreamID, timeout: timeout)
             })
         let client = server.client
-        let timeout = gateway.timeout(for: server.id)
         let task = Task { () -> JSONRPCMessage in
             do {
                 var response = try await client.request(method: method, params: params, sink: sink, timeout: timeout)
@@ -286,7 +294,14 @@ public final class PortalSession: Sendable {
 
     /// Sends a server's request (sampling, elicitation, roots) to the client
     /// on the stream of the call that caused it, and waits for the answer.
-    func askClient(_ request: JSONRPCMessage, relatedTo: JSON?) async -> JSONRPCMessage {
+    /// It is asked only of a client that declared the capability, and gets
+    /// the call's timeout to answer.
+    func askClient(_ request: JSONRPCMessage, relatedTo: JSON?, timeout: Duration) async -> JSONRPCMessage {
+        let needs = [MCP.Method.samplingCreateMessage: "sampling", MCP.Method.elicitationCreate: "elicitation", MCP.Method.rootsList: "roots"]
+        let method = request.method ?? ""
+        guard let capability = needs[method], state.withLock({ $0.clientCapabilities?[capability] != nil }) else {
+            return .error(id: request.id, JSONRPCError(code: JSONRPCError.methodNotFoundCode, message: "the client does not support \(method)"))
+        }
         let key = state.withLock { s in
             defer { s.nextClientRequest += 1 }
             return "portal-\(s.nextClientRequest)"
@@ -295,10 +310,26 @@ public final class PortalSession: Sendable {
         forwarded.id = .string(key)
         let outbound = self.outbound
         let message = forwarded
-        return await withCheckedContinuation { continuation in
-            state.withLock { $0.clientRequests[key] = continuation }
+        let answer = await withCheckedContinuation { continuation in
+            let open = state.withLock { s -> Bool in
+                guard !s.closed else { return false }
+                s.clientRequests[key] = continuation
+                return true
+            }
+            guard open else {
+                continuation.resume(returning: .error(id: nil, JSONRPCError(code: -32000, message: "session closed")))
+                return
+            }
             Task { await outbound.send(message, relatedTo: relatedTo) }
+            Task { [weak self] in
+                try? await Task.sleep(for: timeout)
+                guard let waiter = self?.state.withLock({ $0.clientRequests.removeValue(forKey: key) }) else { return }
+                waiter.resume(returning: .error(id: nil, JSONRPCError(code: -32001, message: "the client did not answer \(method) in time")))
+            }
         }
+        var reply = answer
+        reply.id = request.id
+        return reply
     }
 
     static let portalTools: [JSON] = [
@@ -430,7 +461,7 @@ public final class PortalSession: Sendable {
         var event = AuditEvent(kind: .read, portal: portal.id, sessionID: id, principal: principal.subject, server: serverID,
                                method: method, outcome: response.error == nil ? .ok : .error, error: response.error?["message"]?.stringValue)
         event.detail = original
-        event.durationMicros = Int64((ContinuousClock.now - started).components.attoseconds / 1_000_000_000_000)
+        event.durationMicros = Self.micros(ContinuousClock.now - started)
         event.resultBytes = response.result.map { $0.serialized().count } ?? 0
         try await gateway.record(event)
         return response
@@ -511,6 +542,10 @@ public final class PortalSession: Sendable {
         let logger = message.params?["logger"]?.stringValue
         message.params?["logger"] = .string(logger.map { "\(server)/\($0)" } ?? server)
         return message
+    }
+
+    static func micros(_ duration: Duration) -> Int64 {
+        duration.components.seconds * 1_000_000 + duration.components.attoseconds / 1_000_000_000_000
     }
 
     // MARK: Paging

@@ -31,10 +31,21 @@ final class EdgeSession: SessionOutbound {
     let bufferLimit: Int
     private let state = Mutex(State())
 
+    /// One HTTP response writing a stream. A stream that is opened again
+    /// (a second GET, a resume) gets a new attachment; the old writer's end
+    /// must not detach the new one.
+    struct Attachment {
+        var token: Int
+        var continuation: AsyncStream<Event>.Continuation
+    }
+
     struct State {
         var nextEventID = 1
         var nextStreamID = 1
-        var live: [Int: AsyncStream<Event>.Continuation] = [:]
+        var nextToken = 1
+        var live: [Int: Attachment] = [:]
+        /// Request streams whose response has not been sent yet.
+        var active: Set<Int> = []
         var requestStreams: [JSON: Int] = [:]
         /// Request streams that sent something before their response (so they
         /// are SSE streams whose events are kept for resumption).
@@ -49,17 +60,35 @@ final class EdgeSession: SessionOutbound {
         self.bufferLimit = bufferLimit
     }
 
-    /// Opens the stream for one request and returns its events.
-    func openRequestStream(for requestID: JSON) -> (Int, AsyncStream<Event>) {
-        let (events, continuation) = AsyncStream<Event>.makeStream()
-        let stream = state.withLock { s -> Int in
+    /// Events a client has not read yet, per stream; past this the oldest
+    /// are dropped from the live stream (they stay in the resume buffer).
+    var streamLimit: Int { max(bufferLimit, 64) * 4 }
+
+    private func makeStream() -> (AsyncStream<Event>, AsyncStream<Event>.Continuation) {
+        AsyncStream<Event>.makeStream(bufferingPolicy: .bufferingNewest(streamLimit))
+    }
+
+    /// Opens the stream for one request and returns its id, the attachment
+    /// token and its events.
+    func openRequestStream(for requestID: JSON) -> (stream: Int, token: Int, events: AsyncStream<Event>) {
+        let (events, continuation) = makeStream()
+        let (stream, token) = state.withLock { s -> (Int, Int) in
             let stream = s.nextStreamID
             s.nextStreamID += 1
-            s.live[stream] = continuation
+            let token = attach(continuation, to: stream, in: &s)
             s.requestStreams[requestID] = stream
-            return stream
+            s.active.insert(stream)
+            return (stream, token)
         }
-        return (stream, events)
+        return (stream, token, events)
+    }
+
+    /// Makes `continuation` the stream's writer, ending the one it replaces.
+    private func attach(_ continuation: AsyncStream<Event>.Continuation, to stream: Int, in s: inout State) -> Int {
+        let token = s.nextToken
+        s.nextToken += 1
+        s.live.updateValue(Attachment(token: token, continuation: continuation), forKey: stream)?.continuation.finish()
+        return token
     }
 
     /// Sends the final response of a request on its own stream and ends it.
@@ -69,15 +98,18 @@ final class EdgeSession: SessionOutbound {
         state.withLock { s in
             if let id = response.id, s.requestStreams[id] == stream { s.requestStreams[id] = nil }
             emit(response, on: stream, final: true, in: &s)
-            s.live.removeValue(forKey: stream)?.finish()
+            s.live.removeValue(forKey: stream)?.continuation.finish()
             s.streaming.remove(stream)
+            s.active.remove(stream)
         }
     }
 
     /// The client went away from a stream: keep buffering for a resume.
-    func detach(_ stream: Int) {
+    /// Only the writer holding `token` is detached.
+    func detach(_ stream: Int, token: Int) {
         state.withLock { s in
-            if stream == Self.standalone { s.live[stream]?.finish() }
+            guard let attachment = s.live[stream], attachment.token == token else { return }
+            attachment.continuation.finish()
             s.live[stream] = nil
         }
     }
@@ -103,8 +135,8 @@ final class EdgeSession: SessionOutbound {
             // Trimmed in steps, so appending stays O(1) on average.
             if s.buffer.count >= 2 * bufferLimit { s.buffer.removeFirst(s.buffer.count - bufferLimit) }
         }
-        if let continuation = s.live[stream] {
-            continuation.yield(event)
+        if let attachment = s.live[stream] {
+            attachment.continuation.yield(event)
         } else if stream == Self.standalone {
             s.undelivered.append(event)
             if s.undelivered.count > max(bufferLimit, 16) { s.undelivered.removeFirst() }
@@ -113,53 +145,55 @@ final class EdgeSession: SessionOutbound {
 
     /// Opens the session's own stream (GET, or legacy SSE), replacing any
     /// earlier one, and first delivers what was waiting for it.
-    func openStandalone() -> AsyncStream<Event> {
-        let (events, continuation) = AsyncStream<Event>.makeStream()
-        state.withLock { s in
-            s.live.removeValue(forKey: Self.standalone)?.finish()
+    func openStandalone() -> (token: Int, events: AsyncStream<Event>) {
+        let (events, continuation) = makeStream()
+        let token = state.withLock { s -> Int in
             for event in s.undelivered { continuation.yield(event) }
             s.undelivered = []
-            s.live[Self.standalone] = continuation
+            return attach(continuation, to: Self.standalone, in: &s)
         }
-        return events
+        return (token, events)
     }
 
     enum ResumeError: Error { case unknownEvent }
 
     /// Resumes the stream that carried event `lastEventID`: replays the
     /// events after it, then stays live if that stream still is.
-    func resume(after lastEventID: Int) throws -> AsyncStream<Event> {
-        let (events, continuation) = AsyncStream<Event>.makeStream()
-        try state.withLock { s in
+    func resume(after lastEventID: Int) throws -> (stream: Int, token: Int, events: AsyncStream<Event>) {
+        let (events, continuation) = makeStream()
+        let (stream, token) = try state.withLock { s -> (Int, Int) in
             guard let stream = s.buffer.first(where: { $0.event.id == lastEventID })?.stream else { throw ResumeError.unknownEvent }
             for entry in s.buffer where entry.stream == stream && entry.event.id > lastEventID {
                 continuation.yield(entry.event)
             }
             if stream == Self.standalone {
-                s.live.removeValue(forKey: stream)?.finish()
-                s.live[stream] = continuation
                 s.undelivered = []
-            } else if s.buffer.contains(where: { $0.stream == stream && $0.event.final }) {
-                continuation.finish()
-            } else {
-                s.live[stream] = continuation
+                return (stream, attach(continuation, to: stream, in: &s))
             }
+            guard s.active.contains(stream) else {
+                // Its response was sent (and replayed above, if still buffered).
+                continuation.finish()
+                return (stream, 0)
+            }
+            return (stream, attach(continuation, to: stream, in: &s))
         }
-        return events
+        return (stream, token, events)
     }
 
     /// Writes a keep-alive comment on every open stream.
+    /// Only streams already sending events get one: a request still waiting
+    /// for its first event must stay free to answer as plain JSON.
     func keepAlive() {
         state.withLock { s in
-            for continuation in s.live.values {
-                continuation.yield(Event(id: 0, message: .notification(method: ""), final: false, keepAlive: true))
+            for (stream, attachment) in s.live where stream == Self.standalone || s.streaming.contains(stream) {
+                attachment.continuation.yield(Event(id: 0, message: .notification(method: ""), final: false, keepAlive: true))
             }
         }
     }
 
     func closeStreams() {
         state.withLock { s in
-            for continuation in s.live.values { continuation.finish() }
+            for attachment in s.live.values { attachment.continuation.finish() }
             s.live = [:]
         }
     }

@@ -191,7 +191,7 @@ struct MCPEndpoint: Sendable {
     /// logging, or requests of its own to the client.
     func answer(_ message: JSONRPCMessage, entry: SessionRegistry.Entry) async -> Response {
         let requestID = message.id ?? .null
-        let (stream, events) = entry.edge.openRequestStream(for: requestID)
+        let (stream, token, events) = entry.edge.openRequestStream(for: requestID)
         let portalSession = entry.portal
         let edge = entry.edge
         Task {
@@ -203,7 +203,7 @@ struct MCPEndpoint: Sendable {
             return Self.failure(.internalServerError, .internalError("the request ended without an answer"), id: requestID)
         }
         if first.final { return Self.json(first.message.serialized()) }
-        return Self.sse(events, of: edge, onEnd: { edge.detach(stream) }, prefix: [first.bytes])
+        return Self.sse(events, of: edge, onEnd: { edge.detach(stream, token: token) }, prefix: [first.bytes])
     }
 
     // MARK: Streamable HTTP: GET and DELETE
@@ -224,13 +224,13 @@ struct MCPEndpoint: Sendable {
         if let refused = checkVersionHeader(request, negotiated: negotiated) { return refused }
         let edge = entry.edge
         if let last = request.headers[Self.lastEventHeader] {
-            guard let lastID = Int(last), let events = try? edge.resume(after: lastID) else {
+            guard let lastID = Int(last), let resumed = try? edge.resume(after: lastID) else {
                 return Self.failure(.badRequest, .invalidRequest("Last-Event-ID \(last) is unknown or no longer buffered"))
             }
-            return Self.sse(events, of: edge, onEnd: {})
+            return Self.sse(resumed.events, of: edge, onEnd: { edge.detach(resumed.stream, token: resumed.token) })
         }
-        let events = edge.openStandalone()
-        return Self.sse(events, of: edge, onEnd: { edge.detach(EdgeSession.standalone) })
+        let (token, events) = edge.openStandalone()
+        return Self.sse(events, of: edge, onEnd: { edge.detach(EdgeSession.standalone, token: token) })
     }
 
     func delete(_ request: Request, context: some RequestContext) async -> Response {
@@ -257,7 +257,7 @@ struct MCPEndpoint: Sendable {
         guard registry.add(sessionID, edge: edge, portal: session) else {
             return Self.failure(.serviceUnavailable, JSONRPCError(code: -32000, message: "too many open sessions"))
         }
-        let events = edge.openStandalone()
+        let (_, events) = edge.openStandalone()
         let endpoint = SSEEvent(event: "endpoint", data: "/\(portal.id)/messages?sessionId=\(sessionID)").encoded()
         let registry = self.registry
         return Self.sse(events, of: edge, onEnd: {

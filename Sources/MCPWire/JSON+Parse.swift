@@ -79,6 +79,7 @@ struct JSONParser {
         guard depth <= maxDepth else { throw error("nesting deeper than \(maxDepth)") }
         index += 1
         var entries: [(key: String, value: JSON)] = []
+        var seen = Set<String>()
         skipWhitespace()
         if index < bytes.count, bytes[index] == UInt8(ascii: "}") {
             index += 1
@@ -87,7 +88,17 @@ struct JSONParser {
         while true {
             skipWhitespace()
             guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { throw error("expected a string key") }
+            let keyOffset = index
             let key = try parseString()
+            // A repeated key is refused: readers disagree on which one counts
+            // (the first here, the last in most servers), and a proxy that
+            // checks one while the server runs the other can be fooled.
+            if entries.count < 16 {
+                if entries.contains(where: { $0.key == key }) { throw JSONParseError(offset: keyOffset, reason: "duplicate key \"\(key)\"") }
+            } else {
+                if seen.isEmpty { seen = Set(entries.map(\.key)) }
+                guard seen.insert(key).inserted else { throw JSONParseError(offset: keyOffset, reason: "duplicate key \"\(key)\"") }
+            }
             skipWhitespace()
             guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw error("expected ':'") }
             index += 1

@@ -95,8 +95,11 @@ public struct SSEParser: Sendable {
         }
         switch field {
         case "data":
-            data.append(contentsOf: value)
-            data.append(0x0A)
+            // An event is bounded like a line, so many short data lines cannot grow it without end.
+            if data.count + value.count < maxLineBytes {
+                data.append(contentsOf: value)
+                data.append(0x0A)
+            }
             hasData = true
         case "event": eventType = String(decoding: value, as: UTF8.self)
         case "id":

@@ -26,6 +26,8 @@ final class HTTP1Pool: Sendable {
     let group: any EventLoopGroup
     private let idle = Mutex<[any Channel]>([])
     static let maxIdle = 64
+    /// The largest plain answer kept in memory (as on the AsyncHTTPClient path).
+    static let maxBody = 64 << 20
 
     init(host: String, port: Int, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) {
         self.host = host
@@ -104,8 +106,11 @@ final class HTTP1Pool: Sendable {
                 handler.start(exchange, timeout: timeout)
                 channel.write(HTTPClientRequestPart.head(head), promise: nil)
                 channel.write(HTTPClientRequestPart.body(.byteBuffer(body)), promise: nil)
-                channel.writeAndFlush(HTTPClientRequestPart.end(nil)).whenFailure { error in
-                    handler.failCurrent(StaleConnection())
+                channel.writeAndFlush(HTTPClientRequestPart.end(nil)).whenComplete { result in
+                    switch result {
+                    case .success: exchange.written = true
+                    case .failure: handler.failCurrent(StaleConnection())
+                    }
                 }
             }
         }
@@ -122,6 +127,8 @@ final class Exchange: @unchecked Sendable {
     var body: ByteBuffer?
     var stream: AsyncThrowingStream<ByteBuffer, any Error>.Continuation?
     var receivedAnything = false
+    /// The request reached the socket: from here on it is never sent again.
+    var written = false
     var timer: Scheduled<Void>?
 
     init(pool: HTTP1Pool, channel: any Channel, continuation: CheckedContinuation<HTTP1Pool.Answer, any Error>) {
@@ -184,6 +191,9 @@ final class AnswerHandler: ChannelInboundHandler, @unchecked Sendable {
         case .body(var buffer):
             if let stream = exchange.stream {
                 stream.yield(buffer)
+            } else if (exchange.body?.readableBytes ?? 0) + buffer.readableBytes > HTTP1Pool.maxBody {
+                failCurrent(HTTP1Pool.PoolError(description: "answer larger than \(HTTP1Pool.maxBody) bytes"))
+                context.close(promise: nil)
             } else {
                 exchange.body?.writeBuffer(&buffer)
             }
@@ -202,8 +212,8 @@ final class AnswerHandler: ChannelInboundHandler, @unchecked Sendable {
     func channelInactive(context: ChannelHandlerContext) {
         if let exchange = current {
             current = nil
-            exchange.fail(exchange.receivedAnything
-                ? HTTP1Pool.PoolError(description: "connection closed in the middle of an answer")
+            exchange.fail(exchange.receivedAnything || exchange.written
+                ? HTTP1Pool.PoolError(description: "connection closed before the answer was complete")
                 : HTTP1Pool.StaleConnection())
         }
         context.fireChannelInactive()

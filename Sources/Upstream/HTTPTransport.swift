@@ -25,7 +25,7 @@ public final class HTTPTransport: MessageTransport, @unchecked Sendable {
     private var onMessage: (@Sendable (InboundMessage) -> Void)?
     private var onClose: (@Sendable ((any Error)?) -> Void)?
     private var sseEndpoint: String?
-    private var streams: [Task<Void, Never>] = []
+    private var streams: [UUID: Task<Void, Never>] = [:]
     private var closed = false
 
     enum ServerMode { case auto, streamable, sse }
@@ -96,8 +96,8 @@ public final class HTTPTransport: MessageTransport, @unchecked Sendable {
         let (tasks, session, version) = lock.withLock { () -> ([Task<Void, Never>], String?, String?) in
             closed = true
             onMessage = nil
-            defer { streams = [] }
-            return (streams, sessionID, protocolVersion)
+            defer { streams = [:] }
+            return (Array(streams.values), sessionID, protocolVersion)
         }
         tasks.forEach { $0.cancel() }
         pool?.close()
@@ -112,6 +112,17 @@ public final class HTTPTransport: MessageTransport, @unchecked Sendable {
     }
 
     struct FallbackToSSE: Error { var status: UInt }
+
+    /// A URL fit for logs and error messages: no user info, no query (either
+    /// may hold a secret from `${env:...}`).
+    static func redacted(_ url: String) -> String {
+        guard var components = URLComponents(string: url) else { return "(url)" }
+        components.user = nil
+        components.password = nil
+        components.query = nil
+        components.fragment = nil
+        return components.string ?? "(url)"
+    }
 
     func baseRequest(_ url: String) -> HTTPClientRequest {
         var request = HTTPClientRequest(url: url)
@@ -159,7 +170,7 @@ public final class HTTPTransport: MessageTransport, @unchecked Sendable {
         } catch {
             // The server is gone: end this connection so the client marks the
             // server unavailable and reconnects with backoff.
-            let failure = TransportError("POST \(url) failed: \(error)")
+            let failure = TransportError("POST \(Self.redacted(url)) failed: \(error)")
             if mode != .auto { fail(failure) }
             throw failure
         }
@@ -177,18 +188,19 @@ public final class HTTPTransport: MessageTransport, @unchecked Sendable {
             if case .bytes(let bytes) = answer.body { detail = String(decoding: bytes.prefix(4096), as: UTF8.self) }
             throw TransportError("upstream answered HTTP \(status): \(detail)")
         }
-        if let newSession = answer.sessionID, message.method == MCP.Method.initialize {
-            lock.withLock { self.sessionID = newSession }
+        if message.method == MCP.Method.initialize {
+            // Settled before the answer is delivered: the client's handshake
+            // continues at once and asks whether the server stream can open.
+            lock.withLock {
+                if let newSession = answer.sessionID { self.sessionID = newSession }
+                if self.mode == .auto { self.mode = .streamable }
+            }
         }
         if status == 202 { return }
         let related = message.id
         switch answer.body {
         case .events(let read):
-            let task = Task { [weak self] () -> Void in
-                guard let self else { return }
-                await read(self, related)
-            }
-            lock.withLock { streams.append(task) }
+            trackStream { transport in await read(transport, related) }
         case .bytes(let bytes) where answer.contentType.hasPrefix("application/json"):
             deliver(bytes, related: related)
         case .bytes:
@@ -239,6 +251,19 @@ public final class HTTPTransport: MessageTransport, @unchecked Sendable {
         return PostAnswer(status: response.status.code, contentType: contentType, sessionID: sessionID, body: .bytes(Array(buffer: body)))
     }
 
+    /// Runs a stream reader that removes itself when done, so a long session
+    /// does not keep one finished task per streamed answer.
+    func trackStream(_ body: @escaping @Sendable (HTTPTransport) async -> Void) {
+        let key = UUID()
+        lock.withLock {
+            streams[key] = Task { [weak self] in
+                guard let self else { return }
+                await body(self)
+                _ = self.lock.withLock { self.streams.removeValue(forKey: key) }
+            }
+        }
+    }
+
     func readEvents<Body: AsyncSequence>(_ body: Body, related: JSON?) async where Body.Element == ByteBuffer {
         var parser = SSEParser()
         do {
@@ -275,7 +300,7 @@ public final class HTTPTransport: MessageTransport, @unchecked Sendable {
             // The server's own stream ended: it restarted or went away. Reconnect.
             if !Task.isCancelled { self.fail(TransportError("the server closed its event stream")) }
         }
-        lock.withLock { streams.append(task) }
+        lock.withLock { streams[UUID()] = task }
     }
 
     // MARK: Legacy HTTP+SSE
@@ -288,7 +313,7 @@ public final class HTTPTransport: MessageTransport, @unchecked Sendable {
         do {
             response = try await client.execute(request, timeout: .hours(24))
         } catch {
-            throw TransportError("GET \(url) failed: \(error)")
+            throw TransportError("GET \(Self.redacted(url)) failed: \(error)")
         }
         guard response.status == .ok else { throw TransportError("SSE endpoint answered HTTP \(response.status.code)") }
         let (endpoints, continuation) = AsyncStream<String>.makeStream()
@@ -300,8 +325,15 @@ public final class HTTPTransport: MessageTransport, @unchecked Sendable {
                 for try await chunk in response.body {
                     for event in try parser.feed(chunk.readableBytesView) {
                         if event.event == "endpoint" {
-                            let resolved = URL(string: event.data, relativeTo: base)?.absoluteString ?? event.data
-                            continuation.yield(resolved)
+                            // Only an endpoint on the server's own origin: the configured
+                            // headers (credentials) are sent there.
+                            let resolved = URL(string: event.data, relativeTo: base)?.absoluteURL
+                            if let resolved, resolved.scheme == base?.scheme, resolved.host == base?.host, resolved.port == base?.port {
+                                continuation.yield(resolved.absoluteString)
+                            } else {
+                                self?.logger.warning("SSE endpoint on another origin refused")
+                                continuation.finish()
+                            }
                         } else if event.event == nil || event.event == "message" {
                             self?.deliver(Array(event.data.utf8), related: nil)
                         }
@@ -313,7 +345,7 @@ public final class HTTPTransport: MessageTransport, @unchecked Sendable {
             continuation.finish()
             self?.fail(error ?? TransportError("SSE stream ended"))
         }
-        lock.withLock { streams.append(task) }
+        lock.withLock { streams[UUID()] = task }
         var iterator = endpoints.makeAsyncIterator()
         guard let endpoint = await iterator.next() else { throw TransportError("SSE stream ended before the endpoint event") }
         lock.withLock { sseEndpoint = endpoint }

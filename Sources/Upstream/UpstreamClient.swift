@@ -80,6 +80,7 @@ public final class UpstreamClient: Sendable {
         var started: ContinuousClock.Instant
         var deadline: ContinuousClock.Instant
         var timeout: Duration
+        var method: String
         /// Something about this call went through the pump, so its response must too.
         var ordered = false
     }
@@ -304,7 +305,7 @@ public final class UpstreamClient: Sendable {
                 s.progressTokens[token!] = (progressOriginal, id)
             }
             let now = ContinuousClock.now
-            s.pending[id] = Pending(sink: sink, progressToken: token, started: now, deadline: now + timeout, timeout: timeout)
+            s.pending[id] = Pending(sink: sink, progressToken: token, started: now, deadline: now + timeout, timeout: timeout, method: method)
             return .success((id, transport))
         }
         let (id, transport) = try registered.get()
@@ -364,10 +365,12 @@ public final class UpstreamClient: Sendable {
     private func expireOverdueCalls() {
         let now = ContinuousClock.now
         let (overdue, transport) = state.withLock { s in
-            (s.pending.filter { $0.value.deadline <= now && $0.value.early == nil }.map { ($0.key, $0.value.timeout) }, s.transport)
+            (s.pending.filter { $0.value.deadline <= now && $0.value.early == nil }.map { ($0.key, $0.value.timeout, $0.value.method) }, s.transport)
         }
-        for (id, timeout) in overdue {
+        for (id, timeout, method) in overdue {
             finish(id, with: .failure(JSONRPCError.upstreamUnavailable("server \(serverID) did not answer within \(timeout)")))
+            // initialize is never cancelled (the spec forbids it); the connection is dropped instead.
+            guard method != MCP.Method.initialize else { continue }
             Task { try? await transport?.send(.notification(method: MCP.Method.cancelled, params: ["requestId": .int(id), "reason": "timed out in mcp-portal"])) }
         }
     }
@@ -420,7 +423,10 @@ public final class UpstreamClient: Sendable {
             return s.progressTokens[token]?.requestID
         }
         if let id = message.params?["_meta"]?["relatedRequestId"]?.intValue, s.pending[id] != nil { return id }
-        if message.kind == .request { return s.pending.max { $0.value.started < $1.value.started }?.key }
+        // A request or log line the transport cannot place (stdio, legacy SSE,
+        // the GET stream) belongs to a call only when exactly one is running:
+        // a guess could show one session's data to another.
+        if message.kind == .request || message.method == MCP.Method.message, s.pending.count == 1 { return s.pending.first?.key }
         return nil
     }
 
@@ -432,8 +438,7 @@ public final class UpstreamClient: Sendable {
         case .notification:
             await handleNotification(message, related: inbound.relatedRequestID)
         case .request:
-            // A request over a transport that does not say which call it belongs
-            // to (stdio) goes to the caller of the newest call still waiting.
+            // Unplaceable requests are answered "method not found" (CallSink.none).
             let (sink, transport) = state.withLock { s -> (CallSink, (any MessageTransport)?) in
                 let id = Self.relatedCall(message, inbound.relatedRequestID, in: s)
                 return (id.flatMap { s.pending[$0]?.sink } ?? .none, s.transport)
@@ -479,7 +484,14 @@ public final class UpstreamClient: Sendable {
                 guard let id = Self.relatedCall(message, related, in: s) else { return nil }
                 return s.pending[id]?.sink
             }
-            if let sink { await sink.notify(message) } else { onEvent(.notification(message)) }
+            if let sink {
+                await sink.notify(message)
+            } else if message.method == MCP.Method.message {
+                // A server's log line outside any call would reach every session: keep it in the portal's log.
+                logger.debug("upstream log message", metadata: ["upstream.id": "\(serverID)", "mcp.log": "\(message.params?["data"]?.text ?? "")"])
+            } else {
+                onEvent(.notification(message))
+            }
         }
     }
 

@@ -143,16 +143,16 @@ struct EndpointTests {
 struct ResumptionTests {
     @Test func replaysWhatAStreamMissed() async throws {
         let edge = EdgeSession(id: "s", legacy: false, bufferLimit: 16)
-        let (stream, events) = edge.openRequestStream(for: 7)
+        let (stream, token, events) = edge.openRequestStream(for: 7)
         var iterator = events.makeAsyncIterator()
         await edge.send(.notification(method: "notifications/progress", params: ["progress": 1]), relatedTo: 7)
         let first = try #require(await iterator.next())
-        edge.detach(stream)
+        edge.detach(stream, token: token)
         await edge.send(.notification(method: "notifications/progress", params: ["progress": 2]), relatedTo: 7)
         edge.finish(.response(id: 7, result: ["done": true]), stream: stream)
         let resumed = try edge.resume(after: first.id)
         var replayed: [JSONRPCMessage] = []
-        for await event in resumed { replayed.append(event.message) }
+        for await event in resumed.events { replayed.append(event.message) }
         #expect(replayed.map { $0.params?["progress"] ?? $0.result?["done"] } == [2, true])
         #expect(throws: EdgeSession.ResumeError.self) { try edge.resume(after: 999) }
     }
@@ -160,8 +160,30 @@ struct ResumptionTests {
     @Test func standaloneMessagesWaitForTheStream() async throws {
         let edge = EdgeSession(id: "s", legacy: false, bufferLimit: 16)
         await edge.send(.notification(method: "notifications/tools/list_changed"), relatedTo: nil)
-        var iterator = edge.openStandalone().makeAsyncIterator()
+        var iterator = edge.openStandalone().events.makeAsyncIterator()
         #expect(await iterator.next()?.message.method == "notifications/tools/list_changed")
+    }
+
+    @Test func aSecondStreamIsNotEndedByTheFirstWritersEnd() async throws {
+        let edge = EdgeSession(id: "s", legacy: false, bufferLimit: 16)
+        let first = edge.openStandalone()
+        let second = edge.openStandalone()
+        // The first writer ends (its stream was replaced) and detaches with its own token.
+        var firstIterator = first.events.makeAsyncIterator()
+        #expect(await firstIterator.next() == nil)
+        edge.detach(EdgeSession.standalone, token: first.token)
+        await edge.send(.notification(method: "notifications/tools/list_changed"), relatedTo: nil)
+        var iterator = second.events.makeAsyncIterator()
+        #expect(await iterator.next()?.message.method == "notifications/tools/list_changed")
+    }
+
+    @Test func keepAlivesDoNotTurnAPlainAnswerIntoAStream() async throws {
+        let edge = EdgeSession(id: "s", legacy: false, bufferLimit: 16)
+        let (stream, _, events) = edge.openRequestStream(for: 1)
+        edge.keepAlive()
+        edge.finish(.response(id: 1, result: [:]), stream: stream)
+        var iterator = events.makeAsyncIterator()
+        #expect(await iterator.next()?.final == true)
     }
 }
 

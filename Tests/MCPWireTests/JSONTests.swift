@@ -28,6 +28,13 @@ struct JSONTests {
         #expect(throws: JSONParseError.self) { try JSON.parse(text) }
     }
 
+    @Test func duplicateKeysAreRefused() {
+        #expect(throws: JSONParseError.self) { try JSON.parse(#"{"name":"a","arguments":{},"name":"b"}"#) }
+        let many = "{" + (0..<20).map { "\"k\($0)\":1" }.joined(separator: ",") + ",\"k3\":2}"
+        #expect(throws: JSONParseError.self) { try JSON.parse(many) }
+        #expect((try? JSON.parse(#"{"a":{"x":1},"b":{"x":1}}"#)) != nil)
+    }
+
     @Test func invalidUTF8IsAnErrorNotACrash() {
         #expect(throws: JSONParseError.self) { try JSON.parse([0x22, 0xFF, 0xFE, 0x22]) }
     }

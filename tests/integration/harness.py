@@ -123,7 +123,19 @@ def _stop_process(proc: subprocess.Popen, timeout: float) -> int | None:
         return None
 
 
-class PeerProcess:
+class _Process:
+    """A child process the tests own: `kill()` for teardown after a failure."""
+
+    proc: subprocess.Popen | None = None
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+            self.proc = None
+
+
+class PeerProcess(_Process):
     """A Python MCP server on its own port (fastmcp, Streamable HTTP or SSE)."""
 
     def __init__(self, script: str, transport: str = "http", port: int | None = None, env: dict[str, str] | None = None):
@@ -153,12 +165,6 @@ class PeerProcess:
             raise
         return self
 
-    def kill(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-            self.proc = None
-
     def stop(self, timeout: float = 15) -> None:
         if self.proc is None:
             return
@@ -167,7 +173,7 @@ class PeerProcess:
         assert code is not None, f"peer on port {self.port} ignored SIGTERM for {timeout}s"
 
 
-class PortalProcess:
+class PortalProcess(_Process):
     """`mcp-portal serve` with a generated configuration in a private folder."""
 
     def __init__(self, folder: Path, servers: list[dict], portals: list[dict], *, limits: dict | None = None,
@@ -219,12 +225,6 @@ class PortalProcess:
             self.kill()
             raise
         return self
-
-    def kill(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-            self.proc = None
 
     def stop(self, timeout: float = 10) -> None:
         """SIGTERM and require a clean exit (status 0) within `timeout`."""

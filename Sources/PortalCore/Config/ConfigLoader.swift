@@ -197,6 +197,9 @@ private struct Reader {
         guard ServerConfig.isValidID(id) else {
             throw fail(idNode, "\(key).id", "\"\(id)\" is not a valid server id; use 1-32 of a-z, 0-9 and '-', starting with a letter or digit (no '_': it splits tool names)")
         }
+        guard id != "portal" else {
+            throw fail(idNode, "\(key).id", "\"portal\" is reserved for the portal's own tools (portal_list_servers, ...)")
+        }
         let kinds = ["command", "url", "builtin"].filter { values[$0] != nil }
         guard kinds.count == 1 else {
             throw fail(node, key, kinds.isEmpty ? "server \"\(id)\" needs one of command (stdio), url (HTTP) or builtin" : "server \"\(id)\" has \(kinds.joined(separator: " and ")); give exactly one")
