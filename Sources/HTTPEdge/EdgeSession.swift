@@ -181,6 +181,9 @@ final class EdgeSession: SessionOutbound {
     }
 
     /// Writes a keep-alive comment on every open stream.
+    /// Whether the client holds the session's own stream open.
+    var isListening: Bool { state.withLock { $0.live[Self.standalone] != nil } }
+
     /// Only streams already sending events get one: a request still waiting
     /// for its first event must stay free to answer as plain JSON.
     func keepAlive() {

@@ -217,7 +217,7 @@ struct MCPEndpoint: Sendable {
         guard let sessionID = request.headers[Self.sessionHeader] else {
             return Self.failure(.badRequest, .invalidRequest("Mcp-Session-Id header is required"))
         }
-        guard let entry = registry.touch(sessionID) else {
+        guard let entry = registry.touch(sessionID), entry.portal.portal.id == portal(context)?.id else {
             return Self.failure(.notFound, JSONRPCError(code: -32001, message: "Session not found or expired"))
         }
         let negotiated = entry.portal.protocolVersion ?? MCP.latestProtocolVersion
@@ -238,9 +238,11 @@ struct MCPEndpoint: Sendable {
         guard let sessionID = request.headers[Self.sessionHeader] else {
             return Self.failure(.badRequest, .invalidRequest("Mcp-Session-Id header is required"))
         }
-        guard let entry = registry.remove(sessionID) else {
+        guard let entry = registry.touch(sessionID), entry.portal.portal.id == portal(context)?.id else {
             return Self.failure(.notFound, JSONRPCError(code: -32001, message: "Session not found or expired"))
         }
+        if let refused = checkVersionHeader(request, negotiated: entry.portal.protocolVersion ?? MCP.latestProtocolVersion) { return refused }
+        _ = registry.remove(sessionID)
         entry.edge.closeStreams()
         await entry.portal.close()
         return Response(status: .noContent)

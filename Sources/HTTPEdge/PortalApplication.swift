@@ -127,7 +127,11 @@ public final class PortalApplication: Sendable {
             try? await cancelWhenGracefulShutdown {
                 while !Task.isCancelled {
                     try await Task.sleep(for: .seconds(15))
-                    for entry in registry.all { entry.edge.keepAlive() }
+                    for entry in registry.all {
+                        entry.edge.keepAlive()
+                        // A client listening on its stream is not idle.
+                        if entry.edge.isListening { _ = registry.touch(entry.edge.id) }
+                    }
                     for entry in registry.expire(idle: idle) {
                         entry.edge.closeStreams()
                         await entry.portal.close()

@@ -70,7 +70,7 @@ struct EndpointTests {
             let call = try await post(client, #"{"jsonrpc":"2.0","id":"c","method":"tools/call","params":{"name":"directory_get_person","arguments":{"id":"u1002"}}}"#, session: session)
             #expect(try parse(call)["result"]?["structuredContent"]?["name"] == "Bruno Okafor")
             #expect(try parse(call)["id"] == "c")
-            let deleted = try await client.execute(uri: "/mcp", method: .delete, headers: [mcpSession: session]) { $0.status }
+            let deleted = try await client.execute(uri: "/mcp", method: .delete, headers: [mcpSession: session, mcpVersion: "2025-11-25"]) { $0.status }
             #expect(deleted == .noContent)
             let after = try await post(client, #"{"jsonrpc":"2.0","id":3,"method":"tools/list"}"#, session: session)
             #expect(after.status == .notFound)
