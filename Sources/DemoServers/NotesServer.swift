@@ -33,19 +33,19 @@ public enum NotesServer {
             .init(name: "search_notes", description: "Search notes by words in the title, body or tags.",
                   properties: ["query": ["type": "string", "description": "Words to look for"]], required: ["query"], readOnly: true) { args in
                 let query = try args.string("query")
-                let rows = try await queue.read { db in
+                let notes = try await queue.read { db in
                     try Row.fetchAll(db, sql: "SELECT * FROM note WHERE title LIKE ?1 OR body LIKE ?1 OR tags LIKE ?1 ORDER BY id",
-                                     arguments: ["%\(query)%"])
+                                     arguments: ["%\(query)%"]).map(note)
                 }
-                return ["notes": .array(rows.map(note))]
+                return ["notes": .array(notes)]
             },
             .init(name: "get_note", description: "Read one note by id.",
                   properties: ["id": ["type": "integer"]], required: ["id"], readOnly: true) { args in
                 guard let id = args["id"]?.intValue else { throw JSONRPCError.invalidParams("\"id\" must be an integer") }
-                guard let row = try await queue.read({ db in try Row.fetchOne(db, sql: "SELECT * FROM note WHERE id = ?", arguments: [id]) }) else {
+                guard let found = try await queue.read({ db in try Row.fetchOne(db, sql: "SELECT * FROM note WHERE id = ?", arguments: [id]).map(note) }) else {
                     throw ToolServer.ToolFailure("no note with id \(id)")
                 }
-                return note(row)
+                return found
             },
             .init(name: "create_note", description: "Create a note.",
                   properties: ["title": ["type": "string"], "body": ["type": "string"], "tags": ["type": "string"]],
@@ -71,8 +71,10 @@ public enum NotesServer {
         ]
         let resources: [ToolServer.Resource] = [
             .init(uri: "notes://index", name: "index", description: "Titles of all notes") {
-                let rows = try await queue.read { db in try Row.fetchAll(db, sql: "SELECT id, title FROM note ORDER BY id") }
-                return JSON.array(rows.map { ["id": .int($0["id"]), "title": .string($0["title"])] }).text
+                let titles = try await queue.read { db in
+                    try Row.fetchAll(db, sql: "SELECT id, title FROM note ORDER BY id").map { row -> JSON in ["id": .int(row["id"]), "title": .string(row["title"])] }
+                }
+                return JSON.array(titles).text
             },
         ]
         let prompts: [ToolServer.Prompt] = [
