@@ -35,22 +35,47 @@ final class HTTP1Pool: Sendable {
         self.group = group
     }
 
-    /// Sends one request and waits for its answer. A request that fails on a
-    /// reused connection before any answer (the server had closed it) is
-    /// sent once more on a new one.
+    typealias Completion = @Sendable (Result<Answer, any Error>) -> Void
+
+    /// Sends one request and waits for its answer.
     func execute(_ head: HTTPRequestHead, body: ByteBuffer, timeout: TimeAmount) async throws -> Answer {
-        if let channel = takeIdle() {
-            do {
-                return try await execute(head, body: body, on: channel, timeout: timeout)
-            } catch let error as StaleConnection {
-                _ = error
+        try await withCheckedThrowingContinuation { continuation in
+            start(head, body: body, timeout: timeout) { continuation.resume(with: $0) }
+        }
+    }
+
+    /// Sends one request; `completion` runs once, on the connection's event
+    /// loop, with the answer. No task or executor hop on the way. A request
+    /// that fails on a reused connection before it was written (the server
+    /// had closed it) is sent once more on a new one.
+    func start(_ head: HTTPRequestHead, body: ByteBuffer, timeout: TimeAmount, completion: @escaping Completion) {
+        guard let channel = takeIdle() else {
+            startFresh(head, body: body, timeout: timeout, completion: completion)
+            return
+        }
+        send(head, body: body, on: channel, timeout: timeout) { result in
+            if case .failure(let error) = result, error is StaleConnection {
+                self.startFresh(head, body: body, timeout: timeout, completion: completion)
+            } else {
+                completion(result)
             }
         }
-        let channel = try await connect(timeout: timeout)
-        do {
-            return try await execute(head, body: body, on: channel, timeout: timeout)
-        } catch is StaleConnection {
-            throw PoolError(description: "connection to \(host):\(port) closed before an answer")
+    }
+
+    private func startFresh(_ head: HTTPRequestHead, body: ByteBuffer, timeout: TimeAmount, completion: @escaping Completion) {
+        connect(timeout: timeout).whenComplete { connected in
+            switch connected {
+            case .failure(let error):
+                completion(.failure(PoolError(description: "cannot connect to \(self.host):\(self.port): \(error)")))
+            case .success(let channel):
+                self.send(head, body: body, on: channel, timeout: timeout) { result in
+                    if case .failure(let error) = result, error is StaleConnection {
+                        completion(.failure(PoolError(description: "connection to \(self.host):\(self.port) closed before an answer")))
+                    } else {
+                        completion(result)
+                    }
+                }
+            }
         }
     }
 
@@ -76,7 +101,7 @@ final class HTTP1Pool: Sendable {
         if !kept { channel.close(promise: nil) }
     }
 
-    private func connect(timeout: TimeAmount) async throws -> any Channel {
+    private func connect(timeout: TimeAmount) -> EventLoopFuture<any Channel> {
         let bootstrap = ClientBootstrap(group: group)
             .connectTimeout(min(timeout, .seconds(10)))
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
@@ -86,18 +111,14 @@ final class HTTP1Pool: Sendable {
                     try channel.pipeline.syncOperations.addHandler(AnswerHandler())
                 }
             }
-        do {
-            return try await bootstrap.connect(host: host, port: port).get()
-        } catch {
-            throw PoolError(description: "cannot connect to \(host):\(port): \(error)")
-        }
+        return bootstrap.connect(host: host, port: port)
     }
 
     struct StaleConnection: Error {}
 
-    private func execute(_ head: HTTPRequestHead, body: ByteBuffer, on channel: any Channel, timeout: TimeAmount) async throws -> Answer {
-        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Answer, any Error>) in
-            let exchange = Exchange(pool: self, channel: channel, continuation: continuation)
+    private func send(_ head: HTTPRequestHead, body: ByteBuffer, on channel: any Channel, timeout: TimeAmount, completion: @escaping Completion) {
+        do {
+            let exchange = Exchange(pool: self, channel: channel, completion: completion)
             channel.eventLoop.execute {
                 guard let handler = try? channel.pipeline.syncOperations.handler(type: AnswerHandler.self) else {
                     exchange.fail(StaleConnection())
@@ -122,7 +143,7 @@ final class HTTP1Pool: Sendable {
 final class Exchange: @unchecked Sendable {
     let pool: HTTP1Pool
     let channel: any Channel
-    private var continuation: CheckedContinuation<HTTP1Pool.Answer, any Error>?
+    private var completion: HTTP1Pool.Completion?
     var head: HTTPResponseHead?
     var body: ByteBuffer?
     var stream: AsyncThrowingStream<ByteBuffer, any Error>.Continuation?
@@ -131,23 +152,23 @@ final class Exchange: @unchecked Sendable {
     var written = false
     var timer: Scheduled<Void>?
 
-    init(pool: HTTP1Pool, channel: any Channel, continuation: CheckedContinuation<HTTP1Pool.Answer, any Error>) {
+    init(pool: HTTP1Pool, channel: any Channel, completion: @escaping HTTP1Pool.Completion) {
         self.pool = pool
         self.channel = channel
-        self.continuation = continuation
+        self.completion = completion
     }
 
     func answer(_ answer: HTTP1Pool.Answer) {
-        continuation?.resume(returning: answer)
-        continuation = nil
+        let completion = self.completion
+        self.completion = nil
+        completion?(.success(answer))
     }
 
     func fail(_ error: any Error) {
         timer?.cancel()
-        if let continuation {
-            continuation.resume(throwing: error)
-            self.continuation = nil
-        }
+        let completion = self.completion
+        self.completion = nil
+        completion?(.failure(error))
         stream?.finish(throwing: error)
         stream = nil
     }

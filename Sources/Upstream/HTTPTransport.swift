@@ -174,10 +174,16 @@ public final class HTTPTransport: MessageTransport, @unchecked Sendable {
             if mode != .auto { fail(failure) }
             throw failure
         }
-        let status = answer.status
-        if mode == .auto, message.method == MCP.Method.initialize, [400, 404, 405].contains(status) {
-            throw FallbackToSSE(status: status)
+        if mode == .auto, message.method == MCP.Method.initialize, [400, 404, 405].contains(answer.status) {
+            throw FallbackToSSE(status: answer.status)
         }
+        try accept(answer, for: message, session: session)
+    }
+
+    /// Acts on what a POST came back with: session bookkeeping, errors, and
+    /// the messages in the answer (plain JSON, or an event stream read aside).
+    func accept(_ answer: PostAnswer, for message: JSONRPCMessage, session: String?) throws {
+        let status = answer.status
         if status == 404, session != nil {
             let error = TransportError("upstream session expired (404)")
             fail(error)
@@ -210,28 +216,57 @@ public final class HTTPTransport: MessageTransport, @unchecked Sendable {
         }
     }
 
+    /// Starts a request on the pooled client without waiting for it: the
+    /// answer is delivered from the event loop straight to the client's
+    /// callbacks. Returns false where this path does not apply (https,
+    /// before the transport is settled, initialize), so the caller sends the
+    /// ordinary way.
+    public func startRequest(_ message: JSONRPCMessage, onFailure: @escaping @Sendable (any Error) -> Void) -> Bool {
+        guard let pool, message.kind == .request, message.method != MCP.Method.initialize else { return false }
+        let (session, version, mode) = lock.withLock { (sessionID, protocolVersion, self.mode) }
+        guard mode == .streamable else { return false }
+        let bytes = message.serialized()
+        pool.start(poolHead(bytes.count, session: session, version: version), body: ByteBuffer(bytes: bytes), timeout: requestTimeout) { result in
+            do {
+                try self.accept(Self.postAnswer(try result.get()), for: message, session: session)
+            } catch {
+                if !(error is TransportError) { self.fail(TransportError("POST \(Self.redacted(self.url)) failed: \(error)")) }
+                onFailure(error)
+            }
+        }
+        return true
+    }
+
+    func poolHead(_ length: Int, session: String?, version: String?) -> HTTPRequestHead {
+        var headers = HTTPHeaders()
+        if let pool { headers.add(name: "Host", value: pool.port == 80 ? pool.host : "\(pool.host):\(pool.port)") }
+        for (name, value) in self.headers { headers.replaceOrAdd(name: name, value: value) }
+        headers.replaceOrAdd(name: "Content-Type", value: "application/json")
+        headers.replaceOrAdd(name: "Accept", value: "application/json, text/event-stream")
+        headers.replaceOrAdd(name: "Content-Length", value: String(length))
+        if let session { headers.replaceOrAdd(name: MCP.Header.sessionID, value: session) }
+        if let version { headers.replaceOrAdd(name: MCP.Header.protocolVersion, value: version) }
+        return HTTPRequestHead(version: .http1_1, method: .POST, uri: poolPath, headers: headers)
+    }
+
+    static func postAnswer(_ answer: HTTP1Pool.Answer) -> PostAnswer {
+        switch answer {
+        case .complete(let head, let body):
+            return PostAnswer(status: head.status.code, contentType: head.headers.first(name: "Content-Type")?.lowercased() ?? "",
+                              sessionID: head.headers.first(name: MCP.Header.sessionID), body: .bytes(Array(buffer: body)))
+        case .streaming(let head, let body):
+            return PostAnswer(status: head.status.code, contentType: "text/event-stream",
+                              sessionID: head.headers.first(name: MCP.Header.sessionID),
+                              body: .events { transport, related in await transport.readEvents(body, related: related) })
+        }
+    }
+
     /// POSTs one message: over the small pooled client for plain http, over
     /// AsyncHTTPClient for https.
     func post(_ bytes: [UInt8], session: String?, version: String?) async throws -> PostAnswer {
         if let pool {
-            var headers = HTTPHeaders()
-            headers.add(name: "Host", value: pool.port == 80 ? pool.host : "\(pool.host):\(pool.port)")
-            for (name, value) in self.headers { headers.replaceOrAdd(name: name, value: value) }
-            headers.replaceOrAdd(name: "Content-Type", value: "application/json")
-            headers.replaceOrAdd(name: "Accept", value: "application/json, text/event-stream")
-            headers.replaceOrAdd(name: "Content-Length", value: String(bytes.count))
-            if let session { headers.replaceOrAdd(name: MCP.Header.sessionID, value: session) }
-            if let version { headers.replaceOrAdd(name: MCP.Header.protocolVersion, value: version) }
-            let head = HTTPRequestHead(version: .http1_1, method: .POST, uri: poolPath, headers: headers)
-            switch try await pool.execute(head, body: ByteBuffer(bytes: bytes), timeout: requestTimeout) {
-            case .complete(let head, let body):
-                return PostAnswer(status: head.status.code, contentType: head.headers.first(name: "Content-Type")?.lowercased() ?? "",
-                                  sessionID: head.headers.first(name: MCP.Header.sessionID), body: .bytes(Array(buffer: body)))
-            case .streaming(let head, let body):
-                return PostAnswer(status: head.status.code, contentType: "text/event-stream",
-                                  sessionID: head.headers.first(name: MCP.Header.sessionID),
-                                  body: .events { transport, related in await transport.readEvents(body, related: related) })
-            }
+            let answer = try await pool.execute(poolHead(bytes.count, session: session, version: version), body: ByteBuffer(bytes: bytes), timeout: requestTimeout)
+            return Self.postAnswer(answer)
         }
         var request = baseRequest(url)
         request.method = .POST

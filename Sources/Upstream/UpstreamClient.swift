@@ -316,13 +316,21 @@ public final class UpstreamClient: Sendable {
         }
         let message = JSONRPCMessage.request(id: .int(id), method: method, params: params)
         return try await withTaskCancellationHandler {
-            // The send runs beside the wait: a transport that blocks (a server
-            // that holds an HTTP request open) cannot outlast the timeout.
-            Task {
-                do {
-                    try await transport.send(message)
-                } catch {
-                    self.finish(id, with: .failure(JSONRPCError.upstreamUnavailable("server \(self.serverID): \(error)")))
+            let failed: @Sendable (any Error) -> Void = { error in
+                self.finish(id, with: .failure(JSONRPCError.upstreamUnavailable("server \(self.serverID): \(error)")))
+            }
+            // Plain-http servers: the request starts here and its answer comes
+            // back from the event loop, with no task in between.
+            let started = (transport as? HTTPTransport)?.startRequest(message, onFailure: failed) ?? false
+            if !started {
+                // The send runs beside the wait: a transport that blocks (a server
+                // that holds an HTTP request open) cannot outlast the timeout.
+                Task {
+                    do {
+                        try await transport.send(message)
+                    } catch {
+                        failed(error)
+                    }
                 }
             }
             return try await withCheckedThrowingContinuation { continuation in
