@@ -26,7 +26,9 @@ public final class PortalSession: Sendable {
         var enabledServers: Set<String>
         var clientRequests: [String: CheckedContinuation<JSONRPCMessage, Never>] = [:]
         var nextClientRequest = 1
-        var inFlight: [JSON: Task<JSONRPCMessage, Never>] = [:]
+        /// Calls forwarded upstream, by the client's request id: which server
+        /// and which upstream id, so `notifications/cancelled` can reach it.
+        var inFlight: [JSON: (client: UpstreamClient, id: Int)] = [:]
         var subscriptions: Set<String> = []
         var listener: UUID?
         var closed = false
@@ -75,7 +77,7 @@ public final class PortalSession: Sendable {
             return (s.listener, Array(s.inFlight.values), Array(s.clientRequests.values))
         }
         if let listener { gateway.pool.removeListener(listener) }
-        for task in tasks { task.cancel() }
+        for call in tasks { await call.client.cancel(call.id, reason: "the session closed") }
         for continuation in waiters {
             continuation.resume(returning: .error(id: nil, JSONRPCError(code: -32000, message: "session closed")))
         }
@@ -160,8 +162,9 @@ public final class PortalSession: Sendable {
         case MCP.Method.initialized:
             state.withLock { $0.initialized = true }
         case MCP.Method.cancelled:
-            if let requestID = message.params?["requestId"], let task = state.withLock({ $0.inFlight[requestID] }) {
-                task.cancel()
+            if let requestID = message.params?["requestId"], let call = state.withLock({ $0.inFlight[requestID] }) {
+                let reason = message.params?["reason"]?.stringValue ?? "cancelled by the client"
+                await call.client.cancel(call.id, reason: reason)
             }
         case MCP.Method.rootsListChanged:
             for server in activeServers(capability: nil) { await server.client.notify(message) }
@@ -275,21 +278,18 @@ public final class PortalSession: Sendable {
                 return await self.askClient(request, relatedTo: downstreamID, timeout: timeout)
             })
         let client = server.client
-        let task = Task { () -> JSONRPCMessage in
-            do {
-                var response = try await client.request(method: method, params: params, sink: sink, timeout: timeout)
-                response.id = downstreamID
-                return response
-            } catch let error as JSONRPCError {
-                return .error(id: downstreamID, error)
-            } catch {
-                return .error(id: downstreamID, .upstreamUnavailable("server \(server.id): \(error)"))
+        defer { state.withLock { _ = $0.inFlight.removeValue(forKey: downstreamID) } }
+        do {
+            var response = try await client.request(method: method, params: params, sink: sink, timeout: timeout) { [weak self] upstreamID in
+                self?.state.withLock { $0.inFlight[downstreamID] = (client, upstreamID) }
             }
+            response.id = downstreamID
+            return response
+        } catch let error as JSONRPCError {
+            return .error(id: downstreamID, error)
+        } catch {
+            return .error(id: downstreamID, .upstreamUnavailable("server \(server.id): \(error)"))
         }
-        state.withLock { $0.inFlight[downstreamID] = task }
-        let response = await withTaskCancellationHandler { await task.value } onCancel: { task.cancel() }
-        state.withLock { $0.inFlight[downstreamID] = nil }
-        return response
     }
 
     /// Sends a server's request (sampling, elicitation, roots) to the client

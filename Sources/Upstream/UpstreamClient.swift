@@ -282,15 +282,18 @@ public final class UpstreamClient: Sendable {
     /// Sends a request and returns the server's response (a result or an
     /// error response). Throws a ``JSONRPCError`` when the server is
     /// unavailable or does not answer within `timeout`.
-    public func request(method: String, params: JSON?, sink: CallSink = .none, timeout: Duration = .seconds(30)) async throws -> JSONRPCMessage {
-        try await send(method: method, params: params, sink: sink, timeout: timeout, requireReady: true)
+    /// `registered` learns the upstream request id, which ``cancel(_:reason:)`` takes.
+    public func request(method: String, params: JSON?, sink: CallSink = .none, timeout: Duration = .seconds(30),
+                        registered: (@Sendable (Int) -> Void)? = nil) async throws -> JSONRPCMessage {
+        try await send(method: method, params: params, sink: sink, timeout: timeout, requireReady: true, registered: registered)
     }
 
-    private func send(method: String, params: JSON?, sink: CallSink, timeout: Duration, requireReady: Bool) async throws -> JSONRPCMessage {
+    private func send(method: String, params: JSON?, sink: CallSink, timeout: Duration, requireReady: Bool,
+                      registered: (@Sendable (Int) -> Void)? = nil) async throws -> JSONRPCMessage {
         if requireReady, status == .connecting { await waitUntilSettled() }
         var params = params
         let progressOriginal = params?["_meta"]?["progressToken"]
-        let registered = state.withLock { s -> Result<(Int, any MessageTransport), JSONRPCError> in
+        let registration = state.withLock { s -> Result<(Int, any MessageTransport), JSONRPCError> in
             if requireReady, s.status != .ready {
                 let reason: String
                 if case .unavailable(let text) = s.status { reason = text } else { reason = "connecting" }
@@ -308,7 +311,8 @@ public final class UpstreamClient: Sendable {
             s.pending[id] = Pending(sink: sink, progressToken: token, started: now, deadline: now + timeout, timeout: timeout, method: method)
             return .success((id, transport))
         }
-        let (id, transport) = try registered.get()
+        let (id, transport) = try registration.get()
+        registered?(id)
         if progressOriginal != nil {
             var meta = params?["_meta"]?.objectValue ?? [:]
             meta["progressToken"] = .string("\(serverID)-p\(id)")
