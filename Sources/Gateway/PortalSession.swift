@@ -196,16 +196,31 @@ public final class PortalSession: Sendable {
         }
         return [
             "protocolVersion": .string(version),
-            "capabilities": [
-                "tools": ["listChanged": true],
-                "resources": ["subscribe": true, "listChanged": true],
-                "prompts": ["listChanged": true],
-                "logging": [:],
-                "completions": [:],
-            ],
+            "capabilities": mergedCapabilities(),
             "serverInfo": ["name": "mcp-portal", "title": .string("mcp-portal: \(portal.id)"), "version": "0.1.0"],
             "instructions": .string(instructions),
         ]
+    }
+
+    /// The portal's capabilities: tools always (the portal has its own), and
+    /// each other capability when a server of the portal has it. A server
+    /// that has not connected yet counts as having them all, so a session
+    /// opened early is not left without them.
+    func mergedCapabilities() -> JSON {
+        var capabilities: JSONObject = ["tools": ["listChanged": true]]
+        let known = portal.servers.compactMap { gateway.pool.state($0) }
+        func anyServer(_ check: (JSON) -> Bool) -> Bool {
+            known.contains { server in server.initializeResult.map { check($0["capabilities"] ?? [:]) } ?? true }
+        }
+        if anyServer({ $0["resources"] != nil }) {
+            var resources: JSONObject = ["listChanged": true]
+            if anyServer({ $0["resources"]?["subscribe"] == .bool(true) }) { resources["subscribe"] = true }
+            capabilities["resources"] = .object(resources)
+        }
+        if anyServer({ $0["prompts"] != nil }) { capabilities["prompts"] = ["listChanged": true] }
+        if anyServer({ $0["logging"] != nil }) { capabilities["logging"] = [:] }
+        if anyServer({ $0["completions"] != nil }) { capabilities["completions"] = [:] }
+        return .object(capabilities)
     }
 
     // MARK: Tools

@@ -217,8 +217,11 @@ struct JSONParser {
                             if low >= 0xDC00, low < 0xE000 {
                                 scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
                             } else {
+                                // A lone high surrogate, then another escape: keep the second
+                                // (it may itself start a pair) by reading it again.
                                 appendScalar(0xFFFD, to: &scratch)
-                                scalar = low
+                                index -= 6
+                                continue
                             }
                         } else {
                             scalar = 0xFFFD

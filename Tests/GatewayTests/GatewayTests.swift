@@ -177,6 +177,23 @@ struct GatewayTests {
         }
     }
 
+    @Test func capabilitiesAreMergedFromTheServers() async throws {
+        let withResources = ToolServer(name: "docs", instructions: "Docs.", tools: [],
+                                       resources: [.init(uri: "docs://a", name: "a", description: "A") { "{}" }])
+        for (servers, expectResources) in [(["alpha": server("alpha")], false), (["alpha": server("alpha"), "docs": withResources], true)] {
+            try await Harness.with(servers: servers, portal: PortalDefinition(id: "p", servers: servers.keys.sorted())) { h in
+                let session = h.gateway.openSession(portal: h.gateway.config.portals[0], principal: .anonymous, sessionID: "s", outbound: RecordingOutbound())
+                let reply = await session.handle(.request(id: 0, method: "initialize", params: ["protocolVersion": "2025-06-18", "capabilities": [:]]))
+                let capabilities = reply?.result?["capabilities"]
+                #expect(reply?.result?["protocolVersion"] == "2025-06-18")
+                #expect(capabilities?["tools"] != nil)
+                #expect((capabilities?["resources"] != nil) == expectResources)
+                #expect(capabilities?["prompts"] == nil)
+                if expectResources { #expect(reply?.result?["instructions"]?.stringValue?.contains("[docs] Docs.") == true) }
+            }
+        }
+    }
+
     @Test func pagingWithOpaqueCursor() throws {
         let items = (0..<2500).map { JSON.int($0) }
         let first = try PortalSession.page(items, key: "tools", cursor: nil)

@@ -28,6 +28,12 @@ struct JSONTests {
         #expect(throws: JSONParseError.self) { try JSON.parse(text) }
     }
 
+    @Test func loneSurrogatesBecomeReplacementCharacters() throws {
+        #expect(try JSON.parse(#""\ud83d\ud83d\ude00""#) == .string("\u{FFFD}\u{1F600}"))
+        #expect(try JSON.parse(#""\ude00x""#) == .string("\u{FFFD}x"))
+        #expect(try JSON.parse(#""\ud83dx""#) == .string("\u{FFFD}x"))
+    }
+
     @Test func duplicateKeysAreRefused() {
         #expect(throws: JSONParseError.self) { try JSON.parse(#"{"name":"a","arguments":{},"name":"b"}"#) }
         let many = "{" + (0..<20).map { "\"k\($0)\":1" }.joined(separator: ",") + ",\"k3\":2}"
