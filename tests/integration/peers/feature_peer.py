@@ -136,6 +136,16 @@ def greet(name: str) -> str:
     return f"Please greet {name} warmly."
 
 
+@mcp.completion
+def complete(ref, argument, context):
+    """Completes the greet prompt's `name` and the profile template's `user_id`."""
+    if argument.name == "name":
+        return [n for n in ("Ada", "Alan", "Grace") if n.startswith(argument.value)]
+    if argument.name == "user_id":
+        return [u for u in ("41", "42", "420") if u.startswith(argument.value)]
+    return None
+
+
 if __name__ == "__main__":
     port = int(sys.argv[1])
     transport = sys.argv[2] if len(sys.argv) > 2 else "http"
