@@ -76,10 +76,12 @@ public final class UpstreamPool: Sendable {
         }
     }
 
-    /// Waits until every server has either connected or failed once.
+    /// Waits until every server has either connected or failed once, and the
+    /// tools of those that connected are pinned and ready to call.
     public func waitUntilSettled() async {
         let clients = states.withLock { $0.values.map(\.client) }
         for client in clients { await client.waitUntilSettled() }
+        for server in all where server.ready { await refreshTools(server.id, notify: false) }
     }
 
     public func state(_ id: String) -> ServerState? { states.withLock { $0[id] } }

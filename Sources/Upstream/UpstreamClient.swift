@@ -245,9 +245,10 @@ public final class UpstreamClient: Sendable {
             defer { s.readyWaiters = [] }
             return s.readyWaiters
         }
-        waiters.forEach { $0.resume() }
+        // The owner hears first, so whoever waited sees the new state.
         onEvent(.ready(initializeResult: initializeResult ?? .null))
         logger.info("upstream ready", metadata: ["upstream.id": "\(serverID)"])
+        waiters.forEach { $0.resume() }
     }
 
     private func markUnavailable(_ reason: String) {
@@ -261,8 +262,8 @@ public final class UpstreamClient: Sendable {
         if !wasUnavailable {
             logger.warning("upstream unavailable", metadata: ["upstream.id": "\(serverID)", "error": "\(reason)"])
         }
-        waiters.forEach { $0.resume() }
         onEvent(.unavailable(reason: reason))
+        waiters.forEach { $0.resume() }
     }
 
     /// Waits until the first connection attempt has finished either way.

@@ -48,7 +48,6 @@ struct Harness {
         let running = Task { await pool.run() }
         defer { running.cancel() }
         await pool.waitUntilSettled()
-        for id in servers.keys { await pool.refreshTools(id, notify: false) }
         return try await body(Harness(gateway: gateway, store: store, folder: folder))
     }
 
