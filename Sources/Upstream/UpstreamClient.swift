@@ -514,9 +514,3 @@ public final class UpstreamClient: Sendable {
         try? await transport.send(message)
     }
 }
-
-extension Duration {
-    var timeInterval: Double {
-        Double(components.seconds) + Double(components.attoseconds) / 1e18
-    }
-}
