@@ -66,27 +66,19 @@ async def check_held_then_approved(portal, session) -> None:
     assert nothing.returncode == 1 and "nothing to approve" in nothing.stderr
 
 
-async def test_changed_definition_is_held_after_peer_restart(make_peer, make_portal):
-    """The portal notices the restarted peer by itself (no call to it needed)."""
+@pytest.mark.parametrize("call_first", [False, True], ids=["noticed-by-itself", "reconnect-on-call"])
+async def test_changed_definition_is_held_after_peer_restart(make_peer, make_portal, call_first):
+    """The portal notices the restarted peer by itself (no call needed); with
+    `call_first`, a call makes it reconnect, so pinning is checked apart from
+    how a restarted peer is detected."""
     peer = make_peer(env={"PEER_PIN_DESCRIPTION": FIRST})
     portal = make_portal([{"id": "peer", "url": peer.url}, {"id": "notes", "builtin": "notes"}])
     async with mcp_session(portal.url()) as session:
         with anyio.fail_after(20):
             assert (await tools(session))["peer_pinned"].description == FIRST
         await restart_peer(make_peer, peer, PEER_PIN_DESCRIPTION=SECOND)
-        await check_held_then_approved(portal, session)
-
-
-async def test_changed_definition_is_held_after_reconnect_on_call(make_peer, make_portal):
-    """The same flow, with a call that makes the portal reconnect, so pinning
-    is checked apart from how the portal detects a restarted peer."""
-    peer = make_peer(env={"PEER_PIN_DESCRIPTION": FIRST})
-    portal = make_portal([{"id": "peer", "url": peer.url}, {"id": "notes", "builtin": "notes"}])
-    async with mcp_session(portal.url()) as session:
-        with anyio.fail_after(20):
-            assert (await tools(session))["peer_pinned"].description == FIRST
-        await restart_peer(make_peer, peer, PEER_PIN_DESCRIPTION=SECOND)
-        await nudge(session)
+        if call_first:
+            await nudge(session)
         await check_held_then_approved(portal, session)
 
 
