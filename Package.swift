@@ -47,10 +47,23 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        .systemLibrary(
+            name: "CJavaScriptCore",
+            pkgConfig: "javascriptcoregtk-4.1",
+            providers: [.apt(["libjavascriptcoregtk-4.1-dev"])]
+        ),
+        .target(
+            name: "CodeMode",
+            dependencies: [
+                "MCPWire", "PortalCore", "CJavaScriptCore",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: strict
+        ),
         .target(
             name: "Gateway",
             dependencies: [
-                "MCPWire", "PortalCore", "Upstream",
+                "MCPWire", "PortalCore", "Upstream", "CodeMode",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -103,6 +116,7 @@ let package = Package(
         ),
         .testTarget(name: "MCPWireTests", dependencies: ["MCPWire"]),
         .testTarget(name: "PortalCoreTests", dependencies: ["PortalCore"]),
+        .testTarget(name: "CodeModeTests", dependencies: ["CodeMode", "MCPWire", "PortalCore"]),
         .testTarget(name: "GatewayTests", dependencies: ["Gateway", "PortalCore", "MCPWire", "Upstream", "DemoServers", "Storage"]),
         .testTarget(
             name: "HTTPEdgeTests",

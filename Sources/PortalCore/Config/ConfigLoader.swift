@@ -133,7 +133,7 @@ private struct Reader {
 
     mutating func config(_ root: Node) throws(ConfigError) -> PortalConfig {
         var config = PortalConfig()
-        let keys = ["listen", "storage", "limits", "allowed_origins", "pinning", "servers", "portals"]
+        let keys = ["listen", "storage", "limits", "allowed_origins", "pinning", "codemode", "servers", "portals"]
         for (name, _, value) in try mapping(root, "", allowed: keys) {
             switch name {
             case "listen":
@@ -147,6 +147,8 @@ private struct Reader {
                 }
             case "limits":
                 try limits(value, into: &config.limits)
+            case "codemode":
+                try codeMode(value, into: &config.codemode)
             case "allowed_origins":
                 config.allowedOrigins = try strings(value, "allowed_origins")
             case "pinning":
@@ -182,6 +184,26 @@ private struct Reader {
             case "resume_buffer_events": limits.resumeBufferEvents = try int(v, key, range: 0...100_000)
             case "max_sessions": limits.maxSessions = try int(v, key, range: 1...1_000_000)
             case "max_json_depth": limits.maxJSONDepth = try int(v, key, range: 8...10_000)
+            default: break
+            }
+        }
+    }
+
+    func codeMode(_ node: Node, into settings: inout PortalConfig.CodeMode) throws(ConfigError) {
+        let keys = ["timeout_seconds", "cpu_seconds", "memory_mb", "max_calls", "concurrency", "max_output_bytes",
+                    "max_code_bytes", "workers", "record_code"]
+        for (k, _, v) in try mapping(node, "codemode", allowed: keys) {
+            let key = "codemode.\(k)"
+            switch k {
+            case "timeout_seconds": settings.timeoutSeconds = try seconds(v, key)
+            case "cpu_seconds": settings.cpuSeconds = try seconds(v, key)
+            case "memory_mb": settings.memoryMB = try int(v, key, range: 8...16_384)
+            case "max_calls": settings.maxCalls = try int(v, key, range: 0...100_000)
+            case "concurrency": settings.concurrency = try int(v, key, range: 1...256)
+            case "max_output_bytes": settings.maxOutputBytes = try int(v, key, range: 1024...(64 << 20))
+            case "max_code_bytes": settings.maxCodeBytes = try int(v, key, range: 256...(16 << 20))
+            case "workers": settings.workers = try int(v, key, range: 1...256)
+            case "record_code": settings.recordCode = try bool(v, key)
             default: break
             }
         }

@@ -8,6 +8,7 @@ public struct PortalConfig: Sendable, Equatable {
     /// Entries are exact origins or `http://localhost:*`-style port wildcards.
     public var allowedOrigins: [String] = ["http://localhost:*", "http://127.0.0.1:*", "https://localhost:*"]
     public var pinning = Pinning()
+    public var codemode = CodeMode()
     public var servers: [ServerConfig] = []
     public var portals: [PortalDefinition] = []
 
@@ -47,6 +48,28 @@ public struct PortalConfig: Sendable, Equatable {
             case hold
         }
         public var newTools: NewToolRule = .allow
+        public init() {}
+    }
+
+    /// Limits of Code Mode executions (`?codemode=search_and_execute`).
+    public struct CodeMode: Sendable, Equatable {
+        /// Wall time of one execution, tool calls included.
+        public var timeoutSeconds: Double = 30
+        /// CPU time the JavaScript itself may use.
+        public var cpuSeconds: Double = 5
+        /// JavaScript heap of one execution.
+        public var memoryMB = 128
+        /// Tool calls one execution may make.
+        public var maxCalls = 100
+        /// Tool calls of one execution running at the same time.
+        public var concurrency = 8
+        /// Size of the returned value plus console output; more is cut with a notice.
+        public var maxOutputBytes = 64 << 10
+        public var maxCodeBytes = 256 << 10
+        /// Sandbox threads: executions running at the same time across the portal.
+        public var workers = 4
+        /// Store each execution's code text in the audit log (its hash and size always are).
+        public var recordCode = false
         public init() {}
     }
 
