@@ -89,7 +89,7 @@ let package = Package(
         .target(
             name: "HTTPEdge",
             dependencies: [
-                "MCPWire", "PortalCore", "Gateway", "Storage", "Upstream", "DemoServers",
+                "MCPWire", "PortalCore", "Gateway", "CodeMode", "Storage", "Upstream", "DemoServers",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

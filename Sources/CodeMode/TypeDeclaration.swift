@@ -22,7 +22,8 @@ public enum TypeDeclaration {
         let defs = definitions(input)
         out += "declare function \(tool.identifier)(args: \(topLevel(input, defs: defs))): "
         if let output = definition["outputSchema"] {
-            out += "Promise<\(type(output, defs: definitions(output), depth: 1))>;"
+            let value = ToolResult.isWrapped(output) ? (output["properties"]?["result"] ?? output) : output
+            out += "Promise<\(type(value, defs: definitions(output), depth: 1))>;"
         } else {
             out += "Promise<unknown>;"
         }
@@ -84,7 +85,8 @@ public enum TypeDeclaration {
         case "null": return "null"
         case "array":
             let item = schema["items"].map { type($0, defs: defs, depth: depth + 1) } ?? "unknown"
-            return item.contains(" ") && !item.hasPrefix("{") ? "(\(item))[]" : "\(item)[]"
+            let union = (item.contains(" | ") || item.contains(" & ")) && !item.hasPrefix("(")
+            return union ? "(\(item))[]" : "\(item)[]"
         case "object":
             guard let properties = schema["properties"]?.objectValue, !properties.isEmpty else {
                 if let extra = schema["additionalProperties"], extra.objectValue != nil {

@@ -1,3 +1,4 @@
+import CodeMode
 import Foundation
 import Logging
 import MCPWire
@@ -21,12 +22,16 @@ public final class Gateway: Sendable {
     public let audit: any AuditStore
     let logger: Logger
     let catalogs = Mutex<[String: PortalCatalog]>([:])
+    let codeModeCatalogs = Mutex<[String: (stamp: [Int], servers: Set<String>, catalog: CodeModeCatalog)]>([:])
+    /// The sandboxes Code Mode sessions run their code in.
+    public let codeMode: CodeModeEngine
 
     public init(config: PortalConfig, pool: UpstreamPool, audit: any AuditStore, logger: Logger) {
         self.config = config
         self.pool = pool
         self.audit = audit
         self.logger = logger
+        self.codeMode = CodeModeEngine(settings: config.codemode)
     }
 
     public func portal(_ id: String) -> PortalDefinition? { config.portal(id) }
@@ -41,8 +46,28 @@ public final class Gateway: Sendable {
         return built
     }
 
-    public func openSession(portal: PortalDefinition, principal: Principal, sessionID: String, outbound: any SessionOutbound) -> PortalSession {
-        PortalSession(gateway: self, portal: portal, principal: principal, id: sessionID, outbound: outbound)
+    public func openSession(portal: PortalDefinition, principal: Principal, sessionID: String, codeMode: Bool = false,
+                            outbound: any SessionOutbound) -> PortalSession {
+        PortalSession(gateway: self, portal: portal, principal: principal, id: sessionID, codeMode: codeMode, outbound: outbound)
+    }
+
+    /// What code may call in a portal, for the servers a session has on:
+    /// exactly the tools the portal shows directly (policy-filtered, pinned).
+    func codeModeCatalog(for portal: PortalDefinition, servers: Set<String>) -> CodeModeCatalog {
+        let catalog = self.catalog(for: portal)
+        if let cached = codeModeCatalogs.withLock({ $0[portal.id] }), cached.stamp == catalog.stamp, cached.servers == servers {
+            return cached.catalog
+        }
+        let built = CodeModeCatalog(tools: catalog.tools.filter { servers.contains($0.server) }.compactMap { entry in
+            guard let name = entry.definition["name"]?.stringValue, let route = catalog.routes[name] else { return nil }
+            return CodeModeCatalog.Tool(name: name, server: entry.server, definition: entry.definition, readOnly: route.readOnly)
+        })
+        for names in built.collisions {
+            logger.warning("Code Mode identifier collision; these tools are reachable only with codemode.call(name)",
+                           metadata: ["portal": "\(portal.id)", "tools": "\(names.joined(separator: ", "))"])
+        }
+        codeModeCatalogs.withLock { $0[portal.id] = (catalog.stamp, servers, built) }
+        return built
     }
 
     func timeout(for server: String) -> Duration {

@@ -1,3 +1,4 @@
+import CodeMode
 import Crypto
 import Foundation
 import Logging
@@ -15,9 +16,11 @@ public final class PortalSession: Sendable {
     public let id: String
     public let portal: PortalDefinition
     public let principal: Principal
+    /// Code Mode sessions see two tools that run code instead of every tool.
+    public let codeMode: Bool
     let gateway: Gateway
     let outbound: any SessionOutbound
-    private let state: Mutex<State>
+    let state: Mutex<State>
 
     struct State {
         var protocolVersion: String?
@@ -34,7 +37,11 @@ public final class PortalSession: Sendable {
         var closed = false
         /// What the client said it can do in `initialize` (sampling, elicitation, roots).
         var clientCapabilities: JSON?
+        /// Code Mode executions running, by the client's request id.
+        var executions: [JSON: ExecutionCancellation] = [:]
     }
+
+    func inFlightCall(_ id: JSON) -> (client: UpstreamClient, id: Int)? { state.withLock { $0.inFlight[id] } }
 
     /// The protocol version agreed in `initialize`, nil before it.
     public var protocolVersion: String? { state.withLock { $0.protocolVersion } }
@@ -46,10 +53,11 @@ public final class PortalSession: Sendable {
     static let toggleServersTool = "portal_toggle_servers"
     static let pageSize = 1000
 
-    init(gateway: Gateway, portal: PortalDefinition, principal: Principal, id: String, outbound: any SessionOutbound) {
+    init(gateway: Gateway, portal: PortalDefinition, principal: Principal, id: String, codeMode: Bool, outbound: any SessionOutbound) {
         self.gateway = gateway
         self.portal = portal
         self.principal = principal
+        self.codeMode = codeMode
         self.id = id
         self.outbound = outbound
         self.state = Mutex(State(enabledServers: Set(portal.servers)))
@@ -67,15 +75,17 @@ public final class PortalSession: Sendable {
     }
 
     public func close() async {
-        let (listener, tasks, waiters) = state.withLock { s in
+        let (listener, tasks, waiters, executions) = state.withLock { s in
             defer {
                 s.closed = true
                 s.listener = nil
                 s.inFlight = [:]
                 s.clientRequests = [:]
+                s.executions = [:]
             }
-            return (s.listener, Array(s.inFlight.values), Array(s.clientRequests.values))
+            return (s.listener, Array(s.inFlight.values), Array(s.clientRequests.values), Array(s.executions.values))
         }
+        for execution in executions { execution.cancel() }
         if let listener { gateway.pool.removeListener(listener) }
         for call in tasks { await call.client.cancel(call.id, reason: "the session closed") }
         for continuation in waiters {
@@ -162,7 +172,9 @@ public final class PortalSession: Sendable {
         case MCP.Method.initialized:
             state.withLock { $0.initialized = true }
         case MCP.Method.cancelled:
-            if let requestID = message.params?["requestId"], let call = state.withLock({ $0.inFlight[requestID] }) {
+            guard let requestID = message.params?["requestId"] else { return }
+            if let execution = state.withLock({ $0.executions[requestID] }) { execution.cancel() }
+            if let call = state.withLock({ $0.inFlight[requestID] }) {
                 let reason = message.params?["reason"]?.stringValue ?? "cancelled by the client"
                 await call.client.cancel(call.id, reason: reason)
             }
@@ -187,8 +199,10 @@ public final class PortalSession: Sendable {
         start()
         try await gateway.record(AuditEvent(kind: .sessionOpen, portal: portal.id, sessionID: id, principal: principal.subject,
                                             method: MCP.Method.initialize, outcome: .ok))
-        var instructions = "mcp-portal \"\(portal.id)\": tools of several servers, named {server}_{tool}. "
-            + "Use \(Self.listServersTool) to see the servers and \(Self.toggleServersTool) to turn some off for this session."
+        var instructions = codeMode
+            ? "mcp-portal \"\(portal.id)\" in Code Mode: find tools with \(CodeModeTools.search), then call them from JavaScript with \(CodeModeTools.execute)."
+            : "mcp-portal \"\(portal.id)\": tools of several servers, named {server}_{tool}. "
+                + "Use \(Self.listServersTool) to see the servers and \(Self.toggleServersTool) to turn some off for this session."
         for server in portal.servers.compactMap({ gateway.pool.state($0) }) {
             if let text = server.initializeResult?["instructions"]?.stringValue, !text.isEmpty {
                 instructions += "\n\n[\(server.id)] \(text)"
@@ -226,10 +240,15 @@ public final class PortalSession: Sendable {
     // MARK: Tools
 
     func listTools(_ params: JSONObject) async throws -> JSON {
-        for server in portal.servers { await gateway.pool.refreshTools(server, notify: false) }
-        let catalog = gateway.catalog(for: portal)
-        var tools: [JSON] = Self.portalTools
-        tools += catalog.tools.filter { enabledServers.contains($0.server) }.map(\.definition)
+        var tools: [JSON]
+        if codeMode {
+            tools = CodeModeTools.definitions(gateway.config.codemode)
+        } else {
+            for server in portal.servers { await gateway.pool.refreshTools(server, notify: false) }
+            let catalog = gateway.catalog(for: portal)
+            tools = Self.portalTools
+            tools += catalog.tools.filter { enabledServers.contains($0.server) }.map(\.definition)
+        }
         try await gateway.record(AuditEvent(kind: .list, portal: portal.id, sessionID: id, principal: principal.subject,
                                             method: MCP.Method.toolsList, outcome: .ok))
         return try Self.page(tools, key: "tools", cursor: params["cursor"])
@@ -241,25 +260,38 @@ public final class PortalSession: Sendable {
         if let arguments = params["arguments"], arguments.objectValue == nil, !arguments.isNull {
             throw JSONRPCError.invalidParams("arguments must be an object")
         }
+        if codeMode {
+            guard name == CodeModeTools.search || name == CodeModeTools.execute else {
+                throw JSONRPCError(code: JSONRPCError.invalidParamsCode, message: "Unknown tool: \(name). In Code Mode, call tools from \(CodeModeTools.execute).")
+            }
+            return .response(id: id, result: try await runCode(params, mode: name == CodeModeTools.search ? .search : .execute, requestID: id))
+        }
         if name == Self.listServersTool { return .response(id: id, result: listServers()) }
         if name == Self.toggleServersTool { return .response(id: id, result: await toggleServers(params["arguments"]?.objectValue ?? [:])) }
+        return try await invoke(name: name, params: params, downstreamID: id, relatedTo: id, executionID: nil)
+    }
 
+    /// Calls one upstream tool by its portal name: the path every call
+    /// takes, direct or from Code Mode. Policy (deny by hiding), then the
+    /// call, then the audit record; the response carries `downstreamID`.
+    func invoke(name: String, params: JSONObject, downstreamID: JSON, relatedTo: JSON, executionID: String?) async throws -> JSONRPCMessage {
         let catalog = gateway.catalog(for: portal)
         // Deny by hiding: a tool this session cannot see answers as unknown.
         guard let route = catalog.routes[name], enabledServers.contains(route.server),
               let server = gateway.pool.state(route.server) else {
             throw JSONRPCError(code: JSONRPCError.invalidParamsCode, message: "Unknown tool: \(name)")
         }
-        var event = AuditEvent(kind: .call, portal: portal.id, sessionID: id_, principal: principal.subject,
+        var event = AuditEvent(kind: .call, portal: portal.id, sessionID: id, principal: principal.subject,
                                server: route.server, tool: route.tool, method: MCP.Method.toolsCall, outcome: .ok)
+        event.executionID = executionID
         let argumentText = params["arguments"].map { $0.serialized() } ?? []
         event.argumentBytes = argumentText.count
-        event.argumentHash = SHA256.hash(data: argumentText).map { String($0, radix: 16).leftPadded2 }.joined()
+        event.argumentHash = Self.sha256(argumentText)
         var upstreamParams = params
         upstreamParams["name"] = .string(route.tool)
         let metrics = gateway.metrics(server: route.server, tool: route.tool)
         let started = ContinuousClock.now
-        let response = await forward(message, to: server, method: MCP.Method.toolsCall, params: .object(upstreamParams))
+        let response = await forward(downstreamID: downstreamID, relatedTo: relatedTo, to: server, method: MCP.Method.toolsCall, params: .object(upstreamParams))
         let elapsed = ContinuousClock.now - started
         event.durationMicros = Self.micros(elapsed)
         metrics.calls.increment()
@@ -277,20 +309,28 @@ public final class PortalSession: Sendable {
         return response
     }
 
-    private var id_: String { id }
+    static func sha256(_ bytes: [UInt8]) -> String {
+        SHA256.hash(data: bytes).map { String($0, radix: 16).leftPadded2 }.joined()
+    }
 
     /// Sends a request to a server on behalf of the client: maps ids and
     /// progress tokens, relays what the server says about the call, honours
     /// cancellation, and always returns a response with the client's id.
     func forward(_ message: JSONRPCMessage, to server: UpstreamPool.ServerState, method: String, params: JSON?) async -> JSONRPCMessage {
-        let downstreamID = message.id ?? .null
+        await forward(downstreamID: message.id ?? .null, relatedTo: message.id ?? .null, to: server, method: method, params: params)
+    }
+
+    /// As above for a call the portal makes itself: `downstreamID` keys the
+    /// call (for cancellation); what the server says about it goes to the
+    /// client's stream of `relatedTo`.
+    func forward(downstreamID: JSON, relatedTo: JSON, to server: UpstreamPool.ServerState, method: String, params: JSON?) async -> JSONRPCMessage {
         let serverID = server.id
         let timeout = gateway.timeout(for: server.id)
         let sink = CallSink(
-            notify: { [outbound] note in await outbound.send(Self.namingServer(note, serverID), relatedTo: downstreamID) },
+            notify: { [outbound] note in await outbound.send(Self.namingServer(note, serverID), relatedTo: relatedTo) },
             request: { [weak self] request in
                 guard let self else { return .error(id: request.id, JSONRPCError(code: -32000, message: "session closed")) }
-                return await self.askClient(request, relatedTo: downstreamID, timeout: timeout)
+                return await self.askClient(request, relatedTo: relatedTo, timeout: timeout)
             })
         let client = server.client
         defer { state.withLock { _ = $0.inFlight.removeValue(forKey: downstreamID) } }

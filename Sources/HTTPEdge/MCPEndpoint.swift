@@ -1,3 +1,4 @@
+import CodeMode
 import Foundation
 import Gateway
 import HTTPTypes
@@ -171,10 +172,28 @@ struct MCPEndpoint: Sendable {
         return nil
     }
 
+    /// Whether the client asked for Code Mode (`?codemode=search_and_execute`),
+    /// or the refusal when it asked for something this portal does not offer.
+    func codeMode(_ request: Request, portal: PortalDefinition, id: JSON? = nil) -> Result<Bool, JSONRPCError> {
+        guard let value = request.uri.queryParameters.get("codemode") else { return .success(false) }
+        guard value == CodeModeTools.queryValue else {
+            return .failure(.invalidRequest("unsupported codemode \"\(value)\"; the only mode is codemode=\(CodeModeTools.queryValue)"))
+        }
+        guard portal.codemode else {
+            return .failure(.invalidRequest("Code Mode is turned off for portal \"\(portal.id)\" (codemode: false in its config)"))
+        }
+        return .success(true)
+    }
+
     func initialize(_ message: JSONRPCMessage, portal: PortalDefinition, request: Request) async -> Response {
+        let codeMode: Bool
+        switch self.codeMode(request, portal: portal) {
+        case .success(let on): codeMode = on
+        case .failure(let error): return Self.failure(.badRequest, error, id: message.id)
+        }
         let sessionID = SessionRegistry.newID()
         let edge = EdgeSession(id: sessionID, legacy: false, bufferLimit: limits.resumeBufferEvents)
-        let session = gateway.openSession(portal: portal, principal: .anonymous, sessionID: sessionID, outbound: edge)
+        let session = gateway.openSession(portal: portal, principal: .anonymous, sessionID: sessionID, codeMode: codeMode, outbound: edge)
         let response = await session.handle(message) ?? .error(id: message.id, .internalError("no answer"))
         guard response.error == nil else { return Self.json(response.serialized()) }
         guard registry.add(sessionID, edge: edge, portal: session) else {
@@ -253,9 +272,14 @@ struct MCPEndpoint: Sendable {
     func legacyStream(_ request: Request, context: some RequestContext) async -> Response {
         if let refused = checkOrigin(request) { return refused }
         guard let portal = portal(context) else { return Self.failure(.notFound, .invalidRequest("no such portal")) }
+        let codeMode: Bool
+        switch self.codeMode(request, portal: portal) {
+        case .success(let on): codeMode = on
+        case .failure(let error): return Self.failure(.badRequest, error)
+        }
         let sessionID = SessionRegistry.newID()
         let edge = EdgeSession(id: sessionID, legacy: true, bufferLimit: 0)
-        let session = gateway.openSession(portal: portal, principal: .anonymous, sessionID: sessionID, outbound: edge)
+        let session = gateway.openSession(portal: portal, principal: .anonymous, sessionID: sessionID, codeMode: codeMode, outbound: edge)
         guard registry.add(sessionID, edge: edge, portal: session) else {
             return Self.failure(.serviceUnavailable, JSONRPCError(code: -32000, message: "too many open sessions"))
         }

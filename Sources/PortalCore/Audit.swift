@@ -12,6 +12,8 @@ public struct AuditEvent: Sendable, Equatable {
         case prompt = "prompt"
         case pinChanged = "pin.changed"
         case pinApproved = "pin.approved"
+        /// A Code Mode execution (`portal_codemode_search` or `_execute`).
+        case execution = "execution"
     }
 
     public enum Outcome: String, Sendable, CaseIterable {
@@ -35,6 +37,8 @@ public struct AuditEvent: Sendable, Equatable {
     public var argumentHash: String?
     public var resultBytes: Int = 0
     public var detail: String?
+    /// The Code Mode execution that made this call, or the execution itself.
+    public var executionID: String?
 
     public init(
         time: Date = Date(), kind: Kind, portal: String, sessionID: String? = nil, principal: String,
@@ -62,6 +66,7 @@ public struct AuditQuery: Sendable {
     public var tool: String?
     public var outcome: AuditEvent.Outcome?
     public var kind: AuditEvent.Kind?
+    public var executionID: String?
     public var limit = 100
     /// Only rows after this one (for `audit tail`).
     public var afterID: Int64?

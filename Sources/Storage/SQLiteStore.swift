@@ -52,6 +52,10 @@ public final class SQLiteStore: AuditStore, PinStore, Sendable {
                 t.primaryKey(["server", "tool", "state"])
             }
         }
+        migrator.registerMigration("v2: execution ids") { db in
+            try db.alter(table: "audit") { t in t.add(column: "execution_id", .text) }
+            try db.create(index: "audit_execution", on: "audit", columns: ["execution_id"])
+        }
         return migrator
     }
 
@@ -72,6 +76,7 @@ public final class SQLiteStore: AuditStore, PinStore, Sendable {
             if let tool = query.tool { clauses.append("tool = ?"); arguments.append(tool) }
             if let outcome = query.outcome { clauses.append("outcome = ?"); arguments.append(outcome.rawValue) }
             if let kind = query.kind { clauses.append("kind = ?"); arguments.append(kind.rawValue) }
+            if let execution = query.executionID { clauses.append("execution_id = ?"); arguments.append(execution) }
             if let after = query.afterID { clauses.append("id > ?"); arguments.append(after) }
             let whereSQL = clauses.isEmpty ? "" : "WHERE " + clauses.joined(separator: " AND ")
             // Newest first for queries; oldest first when following (tail).
@@ -95,6 +100,7 @@ public final class SQLiteStore: AuditStore, PinStore, Sendable {
         event.argumentHash = row["argument_hash"]
         event.resultBytes = row["result_bytes"]
         event.detail = row["detail"]
+        event.executionID = row["execution_id"]
         return StoredAuditEvent(id: row["id"], event: event)
     }
 
@@ -180,14 +186,15 @@ final class BatchWriter: @unchecked Sendable {
                 try pool.write { db in
                     let statement = try db.cachedStatement(sql: """
                         INSERT INTO audit (time, kind, portal, session_id, principal, server, tool, method, outcome, error,
-                                           duration_us, argument_bytes, argument_hash, result_bytes, detail)
-                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                                           duration_us, argument_bytes, argument_hash, result_bytes, detail, execution_id)
+                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                         """)
                     for (event, _) in batch {
                         try statement.execute(arguments: [
                             event.time.timeIntervalSince1970, event.kind.rawValue, event.portal, event.sessionID, event.principal,
                             event.server, event.tool, event.method, event.outcome.rawValue, event.error,
                             event.durationMicros, event.argumentBytes, event.argumentHash, event.resultBytes, event.detail,
+                            event.executionID,
                         ])
                     }
                 }

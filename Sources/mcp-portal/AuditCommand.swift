@@ -16,7 +16,8 @@ struct AuditCommand: AsyncParsableCommand {
         @Option var server: String?
         @Option var tool: String?
         @Option(help: "ok, error, denied or held.") var outcome: String?
-        @Option(help: "call, list, read, prompt, session.open, session.close, pin.changed, pin.approved.") var kind: String?
+        @Option(help: "call, list, read, prompt, session.open, session.close, pin.changed, pin.approved, execution.") var kind: String?
+        @Option(help: "Only the Code Mode execution with this id and the calls it made.") var execution: String?
         @Option(help: "At most this many rows.") var limit = 100
         @Flag(help: "One JSON object per line.") var json = false
 
@@ -38,6 +39,9 @@ struct AuditCommand: AsyncParsableCommand {
                     throw ValidationError("--kind: expected one of \(AuditEvent.Kind.allCases.map(\.rawValue).joined(separator: ", "))")
                 }
                 query.kind = parsed
+            }
+            if let execution {
+                query.executionID = execution
             }
             query.limit = limit
             return query
@@ -67,7 +71,8 @@ struct AuditCommand: AsyncParsableCommand {
                 "duration_us": .number(String(e.durationMicros)), "argument_bytes": .int(e.argumentBytes), "result_bytes": .int(e.resultBytes),
             ]
             for (key, value) in [("session", e.sessionID), ("server", e.server), ("tool", e.tool), ("method", e.method),
-                                 ("error", e.error), ("argument_sha256", e.argumentHash), ("detail", e.detail)] {
+                                 ("error", e.error), ("argument_sha256", e.argumentHash), ("detail", e.detail),
+                                 ("execution", e.executionID)] {
                 if let value { object[key] = .string(value) }
             }
             return JSON.object(object).text
@@ -76,7 +81,8 @@ struct AuditCommand: AsyncParsableCommand {
         if let server = e.server { line += " server=\(server)" }
         if let tool = e.tool { line += " tool=\(tool)" }
         if let method = e.method { line += " method=\(method)" }
-        if e.kind == .call { line += " duration=\(e.durationMicros)us args=\(e.argumentBytes)B result=\(e.resultBytes)B" }
+        if let execution = e.executionID { line += " execution=\(execution)" }
+        if e.kind == .call || e.kind == .execution { line += " duration=\(e.durationMicros)us args=\(e.argumentBytes)B result=\(e.resultBytes)B" }
         if let error = e.error { line += " error=\(JSON.string(error).text)" }
         if let detail = e.detail { line += " detail=\(JSON.string(detail).text)" }
         return line

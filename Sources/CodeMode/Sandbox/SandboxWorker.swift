@@ -386,7 +386,8 @@ final class SandboxWorker: @unchecked Sendable {
             JSValueUnprotect(context, pending.reject)
         }
         do {
-            switch ToolResult.unwrap(outcome) {
+            let outputSchema = run.catalog.tool(named: pending.name)?.definition["outputSchema"]
+            switch ToolResult.unwrap(outcome, outputSchema: outputSchema) {
             case .value(let value):
                 _ = try JSC.call(context, pending.resolve, [JSC.fromJSON(context, value.text) ?? JSValueMakeNull(context)])
             case .error(let message):
