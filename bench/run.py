@@ -78,9 +78,11 @@ def open_session(port, path):
     return session
 
 
-def wrk(port, path, session, tool, connections, duration):
+def wrk(port, path, session, tool, connections, duration, arguments=None):
+    """wrk posting one tools/call over and over; every answer must carry the
+    benchmark's text (by default the echo tool's argument)."""
     body = json.dumps({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
-                       "params": {"name": tool, "arguments": {"text": "hello from the benchmark"}}})
+                       "params": {"name": tool, "arguments": arguments or {"text": "hello from the benchmark"}}})
     lua = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
     headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream",
                "MCP-Protocol-Version": "2025-11-25"}
@@ -127,21 +129,20 @@ def rss_kib(pid):
     return 0
 
 
-def main():
-    for tool in ("wrk",):
-        if not shutil.which(tool):
-            sys.exit(f"{tool} is missing: run bench/run, which installs it")
-    procs = []
-    tmp = tempfile.mkdtemp(prefix="mcp-portal-bench-")
-    try:
-        up_port, portal_port, proxy_port = free_port(), free_port(), free_port()
-        upstream = subprocess.Popen([os.path.join(RELEASE, "mcp-bench-upstream"), str(up_port)],
-                                    stdout=subprocess.PIPE, text=True)
-        procs.append(upstream)
-        wait_for_line(upstream, "listening")
-        config = os.path.join(tmp, "portal.yaml")
-        with open(config, "w") as f:
-            f.write(f"""listen: {{host: 127.0.0.1, port: {portal_port}}}
+def start_upstream(procs):
+    port = free_port()
+    upstream = subprocess.Popen([os.path.join(RELEASE, "mcp-bench-upstream"), str(port)], stdout=subprocess.PIPE, text=True)
+    procs.append(upstream)
+    wait_for_line(upstream, "listening")
+    return port
+
+
+def start_portal(procs, tmp, up_port, extra=""):
+    """The release portal with the bench upstream as server `fast`; returns its port and process."""
+    portal_port = free_port()
+    config = os.path.join(tmp, "portal.yaml")
+    with open(config, "w") as f:
+        f.write(f"""listen: {{host: 127.0.0.1, port: {portal_port}}}
 storage: {{path: {tmp}/state}}
 servers:
   - id: fast
@@ -150,23 +151,45 @@ servers:
 portals:
   - id: default
     servers: [fast]
-""")
-        portal = subprocess.Popen([os.path.join(RELEASE, "mcp-portal"), "serve", "--config", config],
-                                  stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
-                                  env={**os.environ, "LOG_LEVEL": "warning"})
-        procs.append(portal)
-        portal.stdout = portal.stderr
-        # LOG_LEVEL=warning hides the ready line; wait on the port and readiness instead.
-        wait_for_port(portal_port)
-        end = time.monotonic() + 30
-        while True:
-            conn = http.client.HTTPConnection("127.0.0.1", portal_port)
-            conn.request("GET", "/readyz")
-            if conn.getresponse().status == 200:
-                break
-            if time.monotonic() > end:
-                raise RuntimeError("portal never became ready")
-            time.sleep(0.05)
+{extra}""")
+    portal = subprocess.Popen([os.path.join(RELEASE, "mcp-portal"), "serve", "--config", config],
+                              stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              env={**os.environ, "LOG_LEVEL": "warning"})
+    procs.append(portal)
+    # LOG_LEVEL=warning hides the ready line; wait on the port and readiness instead.
+    wait_for_port(portal_port)
+    end = time.monotonic() + 30
+    while True:
+        conn = http.client.HTTPConnection("127.0.0.1", portal_port)
+        conn.request("GET", "/readyz")
+        if conn.getresponse().status == 200:
+            break
+        if time.monotonic() > end:
+            raise RuntimeError("portal never became ready")
+        time.sleep(0.05)
+    return portal_port, portal
+
+
+def stop_all(procs):
+    for proc in procs:
+        proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def main():
+    for tool in ("wrk",):
+        if not shutil.which(tool):
+            sys.exit(f"{tool} is missing: run bench/run, which installs it")
+    procs = []
+    tmp = tempfile.mkdtemp(prefix="mcp-portal-bench-")
+    try:
+        proxy_port = free_port()
+        up_port = start_upstream(procs)
+        portal_port, portal = start_portal(procs, tmp, up_port)
         idle_rss = rss_kib(portal.pid)
         # Sessions first, on a quiet heap, so their memory is not hidden by what the load frees.
         for _ in range(SESSIONS):
@@ -228,13 +251,7 @@ portals:
         if bad:
             sys.exit(f"non-2xx answers on: {', '.join(bad)}")
     finally:
-        for proc in procs:
-            proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_all(procs)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

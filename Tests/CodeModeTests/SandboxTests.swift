@@ -213,6 +213,13 @@ func run(_ code: String, mode: ExecutionRequest.Mode = .execute, host: FakeHost 
         #expect(await run("return 42").value == .number("42"))
     }
 
+    /// Garbage is not memory use: a loop that allocates far more than the
+    /// limit in total, but keeps little alive, runs to the end.
+    @Test func garbageIsNotCountedAgainstTheLimit() async {
+        let report = await run("let total = 0; for (let i = 0; i < 400; i++) { total += new Array(100000).fill(i).length } return total")
+        #expect(report.value == .number("40000000"), "\(report.failure?.rawValue ?? "") \(report.message ?? "")")
+    }
+
     @Test func wallTimeWhileWaiting() async {
         let engine = CodeModeEngine(settings: settings { $0.timeoutSeconds = 0.3 })
         let host = FakeHost { _, _ in

@@ -19,8 +19,15 @@ final class SandboxWorker: @unchecked Sendable {
     private var messages: [Message] = []
     // Thread-confined: only the worker thread touches these.
     private var group: JSContextGroupRef?
+    /// The heap of the group's VM when it was new: what an execution's
+    /// memory is measured against.
+    private var groupBaseline = 0.0
+    private var groupExecutions = 0
     private var current: RunState?
     private var serial = 0
+    /// A VM is replaced after this many executions, so garbage that no
+    /// collection reclaimed cannot build up.
+    static let executionsPerGroup = 500
 
     /// CPU time between watchdog checks. The engine counts it per thread.
     static let tick = 0.01
@@ -57,7 +64,6 @@ final class SandboxWorker: @unchecked Sendable {
         let started = Date()
         let cpuStart = SandboxWorker.threadCPU()
         let deadline: Date
-        var heapBaseline = 0.0
         var stop: ExecutionReport.Failure?
         var outcome: (value: JSON?, failure: ExecutionReport.Failure?, message: String?)?
         var logs: [ExecutionReport.Log] = []
@@ -91,10 +97,18 @@ final class SandboxWorker: @unchecked Sendable {
         guard request.code.utf8.count <= settings.maxCodeBytes else {
             return .failed(.tooLarge, "the code is \(request.code.utf8.count) bytes; the limit is \(settings.maxCodeBytes) (codemode.max_code_bytes)")
         }
-        if group == nil { group = JSContextGroupCreate() }
+        if group == nil {
+            group = JSContextGroupCreate()
+            groupExecutions = 0
+            if let group, let probe = JSGlobalContextCreateInGroup(group, nil) {
+                groupBaseline = Self.heapBytes(probe)
+                JSGlobalContextRelease(probe)
+            }
+        }
         guard let group, let context = JSGlobalContextCreateInGroup(group, nil) else {
             return .failed(.thrown, "the sandbox could not start")
         }
+        groupExecutions += 1
         serial += 1
         mailbox.lock()
         messages.removeAll()
@@ -110,16 +124,14 @@ final class SandboxWorker: @unchecked Sendable {
             }
             if let error = run.errorConstructor { JSValueUnprotect(context, error) }
             current = nil
-            let grown = run.stop == nil ? Self.heapBytes(context) - run.heapBaseline : 0
             JSGlobalContextRelease(context)
             // A VM stopped mid-job (a microtask among them) cannot make
-            // another context: it gets a new one. So does a VM left big.
-            if run.stop != nil || grown > Double(settings.memoryMB) * 524_288 {
+            // another context: it gets a new one. So does an old one.
+            if run.stop != nil || groupExecutions >= Self.executionsPerGroup {
                 JSContextGroupRelease(group)
                 self.group = nil
             }
         }
-        run.heapBaseline = Self.heapBytes(context)
         armWatchdog(group)
         defer { JSContextGroupClearExecutionTimeLimit(group) }
 
@@ -218,13 +230,24 @@ final class SandboxWorker: @unchecked Sendable {
                 run.stop = .timeout
             } else if Self.threadCPU() - run.cpuStart > settings.cpuSeconds {
                 run.stop = .cpu
-            } else if Self.heapBytes(context) - run.heapBaseline > Double(settings.memoryMB) * 1_048_576 {
+            } else if overMemory(context) {
                 run.stop = .memory
             }
         }
         if run.stop != nil { return true }
         if let group = self.group { armWatchdog(group) }
         return false
+    }
+
+    /// Whether the VM's heap grew past the limit. Reading the statistics
+    /// walks the heap, so it happens only here, while code runs long; when
+    /// the heap looks too big, a full collection first tells live memory
+    /// from garbage left by earlier executions.
+    private func overMemory(_ context: JSContextRef) -> Bool {
+        let limit = Double(settings.memoryMB) * 1_048_576
+        guard Self.heapBytes(context) - groupBaseline > limit else { return false }
+        JSSynchronousGarbageCollectForDebugging(context)
+        return Self.heapBytes(context) - groupBaseline > limit
     }
 
     static func heapBytes(_ context: JSContextRef) -> Double {
