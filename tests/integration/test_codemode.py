@@ -243,3 +243,20 @@ async def test_a_cancelled_execution_stops(work_portal):
         # The session and the sandboxes keep serving.
         result = await run(session, "return 6 * 7")
         assert result.structured_content["result"] == 42
+
+
+@pytest.mark.parametrize("code, expected", [
+    ("const keep = []; while (true) keep.push(new Array(100000).fill(1))", "MemoryLimitError:"),
+    ("function f() { return f() + 1 } return f()", "Error: RangeError: Maximum call stack size exceeded."),
+    ("return await import('fs')", "Error:"),
+    ("return fetch('http://127.0.0.1/')", "Error: ReferenceError: Can't find variable: fetch"),
+    ("return require('child_process')", "Error: ReferenceError: Can't find variable: require"),
+    ("return process.env", "Error: ReferenceError: Can't find variable: process"),
+])
+async def test_the_sandbox_contains_it(work_portal, code, expected):
+    async with mcp_session(code_url(work_portal)) as session:
+        result = await run(session, code)
+        assert result.is_error and text_of(result).startswith(expected), text_of(result)
+        # The portal and its sandboxes keep serving.
+        after = await run(session, "return (await codemode.jira_get_issue({ issueKey: 'OPS-7' })).status")
+        assert after.structured_content["result"] == "In Progress"
