@@ -133,7 +133,7 @@ private struct Reader {
 
     mutating func config(_ root: Node) throws(ConfigError) -> PortalConfig {
         var config = PortalConfig()
-        let keys = ["listen", "storage", "limits", "allowed_origins", "pinning", "codemode", "servers", "portals"]
+        let keys = ["listen", "storage", "limits", "allowed_origins", "pinning", "codemode", "dlp", "servers", "portals"]
         for (name, _, value) in try mapping(root, "", allowed: keys) {
             switch name {
             case "listen":
@@ -149,6 +149,8 @@ private struct Reader {
                 try limits(value, into: &config.limits)
             case "codemode":
                 try codeMode(value, into: &config.codemode)
+            case "dlp":
+                config.dlp = try dlp(value)
             case "allowed_origins":
                 config.allowedOrigins = try strings(value, "allowed_origins")
             case "pinning":
@@ -207,6 +209,106 @@ private struct Reader {
             default: break
             }
         }
+    }
+
+    func dlp(_ node: Node) throws(ConfigError) -> DLPConfig {
+        var config = DLPConfig()
+        var ruleNodes: [(Node, String)] = []
+        for (k, _, v) in try mapping(node, "dlp", allowed: ["rules", "profiles", "detectors", "max_depth"]) {
+            switch k {
+            case "max_depth": config.maxDepth = try int(v, "dlp.max_depth", range: 4...10_000)
+            case "detectors":
+                guard case .sequence(let items) = v else { throw fail(v, "dlp.detectors", "expected a list of detectors") }
+                for (index, item) in items.enumerated() { config.detectors.append(try dlpDetector(item, "dlp.detectors[\(index)]")) }
+            case "profiles":
+                guard case .sequence(let items) = v else { throw fail(v, "dlp.profiles", "expected a list of profiles") }
+                for (index, item) in items.enumerated() {
+                    let key = "dlp.profiles[\(index)]"
+                    var id: String?, detectors: [String] = [], minimum = 1
+                    for (name, _, value) in try mapping(item, key, allowed: ["id", "detectors", "min_matches"]) {
+                        switch name {
+                        case "id": id = try string(value, "\(key).id")
+                        case "detectors": detectors = try strings(value, "\(key).detectors")
+                        default: minimum = try int(value, "\(key).min_matches", range: 1...100_000)
+                        }
+                    }
+                    guard let id else { throw fail(item, "\(key).id", "every profile needs an id") }
+                    guard !detectors.isEmpty else { throw fail(item, "\(key).detectors", "a profile needs at least one detector") }
+                    config.profiles.append(DLPProfileConfig(id: id, detectors: detectors, minMatches: minimum))
+                    let known = DLPConfig.builtInDetectors.union(config.detectors.map(\.id))
+                    if let unknown = detectors.first(where: { !known.contains($0) }) {
+                        throw fail(item, "\(key).detectors", "unknown detector \"\(unknown)\"; known: \(known.sorted().joined(separator: ", "))")
+                    }
+                }
+            default:
+                guard case .sequence(let items) = v else { throw fail(v, "dlp.rules", "expected a list of rules") }
+                for (index, item) in items.enumerated() { ruleNodes.append((item, "dlp.rules[\(index)]")) }
+            }
+        }
+        // Rules last: they may name profiles defined below them.
+        let profiles = DLPConfig.builtInProfiles.union(config.profiles.map(\.id))
+        var ids = Set<String>()
+        for (item, key) in ruleNodes {
+            let rule = try dlpRule(item, key, profiles: profiles)
+            guard ids.insert(rule.id).inserted else { throw fail(item, "\(key).id", "rule id \"\(rule.id)\" appears twice") }
+            config.rules.append(rule)
+        }
+        return config
+    }
+
+    func dlpRule(_ node: Node, _ key: String, profiles: Set<String>) throws(ConfigError) -> DLPRule {
+        let keys = ["id", "profile", "portals", "servers", "tools", "groups", "direction", "action"]
+        var values: [String: Node] = [:]
+        for (name, _, value) in try mapping(node, key, allowed: keys) { values[name] = value }
+        guard let idNode = values["id"] else { throw fail(node, "\(key).id", "every rule needs an id") }
+        guard let profileNode = values["profile"] else { throw fail(node, "\(key).profile", "every rule needs a profile") }
+        guard let actionNode = values["action"] else { throw fail(node, "\(key).action", "every rule needs an action: block, redact or log") }
+        let profile = try string(profileNode, "\(key).profile")
+        guard profiles.contains(profile) else {
+            throw fail(profileNode, "\(key).profile", "unknown profile \"\(profile)\"; known: \(profiles.sorted().joined(separator: ", "))")
+        }
+        let actionText = try string(actionNode, "\(key).action")
+        guard let action = DLPRule.Action(rawValue: actionText) else {
+            throw fail(actionNode, "\(key).action", "expected block, redact or log, found \"\(actionText)\"")
+        }
+        var rule = DLPRule(id: try string(idNode, "\(key).id"), profile: profile, action: action)
+        if let node = values["direction"] {
+            let text = try string(node, "\(key).direction")
+            guard let direction = DLPRule.Direction(rawValue: text) else {
+                throw fail(node, "\(key).direction", "expected to_server, from_server or both, found \"\(text)\"")
+            }
+            rule.direction = direction
+        }
+        if let node = values["portals"] { rule.portals = try strings(node, "\(key).portals") }
+        if let node = values["servers"] { rule.servers = try strings(node, "\(key).servers") }
+        if let node = values["tools"] { rule.tools = try strings(node, "\(key).tools") }
+        if let node = values["groups"] { rule.groups = try strings(node, "\(key).groups") }
+        return rule
+    }
+
+    func dlpDetector(_ node: Node, _ key: String) throws(ConfigError) -> DLPDetectorConfig {
+        let keys = ["id", "pattern", "caseless", "validator", "context_words", "context_window"]
+        var values: [String: Node] = [:]
+        for (name, _, value) in try mapping(node, key, allowed: keys) { values[name] = value }
+        guard let idNode = values["id"] else { throw fail(node, "\(key).id", "every detector needs an id") }
+        guard let patternNode = values["pattern"] else { throw fail(node, "\(key).pattern", "every detector needs a pattern") }
+        let id = try string(idNode, "\(key).id")
+        guard !id.isEmpty, id.allSatisfy({ $0.isUppercase || $0.isNumber || $0 == "_" }) else {
+            throw fail(idNode, "\(key).id", "detector ids are UPPER_SNAKE_CASE, found \"\(id)\"")
+        }
+        var detector = DLPDetectorConfig(id: id, pattern: try string(patternNode, "\(key).pattern"))
+        detector.location = "\(file):\(patternNode.mark.map { "\($0.line):\($0.column)" } ?? "?"): \(key).pattern"
+        if let node = values["caseless"] { detector.caseless = try bool(node, "\(key).caseless") }
+        if let node = values["validator"] {
+            let name = try string(node, "\(key).validator")
+            guard DLPConfig.validators.contains(name) else {
+                throw fail(node, "\(key).validator", "unknown validator \"\(name)\"; known: \(DLPConfig.validators.sorted().joined(separator: ", "))")
+            }
+            detector.validator = name
+        }
+        if let node = values["context_words"] { detector.contextWords = try strings(node, "\(key).context_words").map { $0.lowercased() } }
+        if let node = values["context_window"] { detector.contextWindow = try int(node, "\(key).context_window", range: 1...4096) }
+        return detector
     }
 
     func server(_ node: Node, _ key: String) throws(ConfigError) -> ServerConfig {

@@ -9,6 +9,7 @@ public struct PortalConfig: Sendable, Equatable {
     public var allowedOrigins: [String] = ["http://localhost:*", "http://127.0.0.1:*", "https://localhost:*"]
     public var pinning = Pinning()
     public var codemode = CodeMode()
+    public var dlp = DLPConfig()
     public var servers: [ServerConfig] = []
     public var portals: [PortalDefinition] = []
 

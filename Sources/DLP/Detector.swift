@@ -1,0 +1,128 @@
+/// One kind of sensitive data: its patterns, the check a regex cannot
+/// make, and the words that must appear nearby when the pattern alone is
+/// too weak.
+public struct Detector: Sendable {
+    public enum Category: String, Sendable {
+        case pii, secret, signature, custom
+    }
+
+    /// How a raw match becomes the span that is reported and redacted.
+    public enum Span: Sendable {
+        case match
+        /// `key = value`: only the value.
+        case valueAfterAssignment
+        /// A PEM header: through its `-----END ...-----` line.
+        case pemBlock
+    }
+
+    public var id: String
+    public var category: Category
+    public var patterns: [PatternSet.Pattern]
+    public var validator: Validator?
+    /// When not empty, one of these (case-insensitive) must appear within
+    /// `contextWindow` bytes before the match.
+    public var contextWords: [String]
+    public var contextWindow: Int
+    public var span: Span
+    /// Where two detectors claim overlapping bytes, the higher priority wins.
+    public var priority: Int
+
+    public init(id: String, category: Category, patterns: [PatternSet.Pattern], validator: Validator? = nil,
+                contextWords: [String] = [], contextWindow: Int = 64, span: Span = .match, priority: Int = 50) {
+        self.id = id
+        self.category = category
+        self.patterns = patterns
+        self.validator = validator
+        self.contextWords = contextWords
+        self.contextWindow = contextWindow
+        self.span = span
+        self.priority = priority
+    }
+}
+
+extension Detector {
+    static func p(_ expression: String, caseless: Bool = false) -> PatternSet.Pattern {
+        PatternSet.Pattern(expression, caseless: caseless)
+    }
+
+    /// The built-in detectors.
+    public static let builtIn: [Detector] = [
+        Detector(id: "EMAIL", category: .pii, patterns: [
+            p(#"\b[A-Za-z0-9][A-Za-z0-9._%+\-]*@[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?)*\.[A-Za-z]{2,24}\b"#),
+        ], priority: 60),
+        Detector(id: "PHONE", category: .pii, patterns: [
+            // North American forms: (555) 555-1234, 555-555-1234, 555.555.1234, +1-555-555-1234, 001-555-555-1234x12
+            p(#"(?:\+1[ .\-]?|\b001[ .\-]?|\b1[ .\-])?(?:\([2-9][0-9]{2}\)[ .\-]?|\b[2-9][0-9]{2}[ .\-])[2-9][0-9]{2}[ .\-][0-9]{4}(?:\s?(?:x|ext\.?)\s?[0-9]{1,5})?\b"#),
+            // E.164: +4915123456789
+            p(#"\+[1-9][0-9]{7,14}\b"#),
+            // International with separators: +44 20 7946 0958, +49 (0)30 123456
+            p(#"\+[1-9][0-9]{0,2}[ .\-]?(?:\(0\)[ .\-]?)?\(?[0-9]{1,4}\)?(?:[ .\-][0-9]{2,5}){1,4}\b"#),
+            // National forms with a trunk zero: 020 7946 0958, 07700 900123, 030-1234567
+            p(#"\b0[1-9][0-9]{1,4}[ \-][0-9]{3,8}(?:[ \-][0-9]{3,4})?\b"#),
+        ], validator: .phone, priority: 20),
+        Detector(id: "CREDIT_CARD", category: .pii, patterns: [
+            p(#"\b[0-9](?:[ \-]?[0-9]){12,18}\b"#),
+        ], validator: .creditCard, priority: 90),
+        Detector(id: "IBAN", category: .pii, patterns: [
+            p(#"\b[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11,30}\b"#),
+        ], validator: .iban, priority: 90),
+        Detector(id: "US_SSN", category: .pii, patterns: [
+            p(#"\b[0-9]{3}-[0-9]{2}-[0-9]{4}\b"#),
+            p(#"\b[0-9]{3} [0-9]{2} [0-9]{4}\b"#),
+        ], validator: .usSSN, priority: 70),
+        Detector(id: "US_SSN", category: .pii, patterns: [
+            // Nine bare digits are an SSN only where the text says so.
+            p(#"\b[0-9]{9}\b"#),
+        ], validator: .usSSN, contextWords: ["ssn", "social security", "social sec", "ss#", "ss #"], priority: 70),
+        Detector(id: "UK_NINO", category: .pii, patterns: [
+            p(#"\b[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?[0-9]{2} ?[0-9]{2} ?[0-9]{2} ?[A-D]\b"#),
+        ], validator: .ukNINO, priority: 70),
+        Detector(id: "IP_ADDRESS", category: .pii, patterns: [
+            p(#"\b(?:[0-9]{1,3}\.){3}[0-9]{1,3}\b"#),
+        ], validator: .ipv4, priority: 30),
+        Detector(id: "IP_ADDRESS", category: .pii, patterns: [
+            p(#"(?:\b[0-9A-Fa-f]{1,4}|::)(?::[0-9A-Fa-f]{0,4}){2,7}"#),
+        ], validator: .ipv6, priority: 30),
+
+        Detector(id: "AWS_ACCESS_KEY", category: .secret, patterns: [
+            p(#"\b(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AROA|ANPA|ANVA|APKA)[A-Z0-9]{16}\b"#),
+        ], priority: 100),
+        Detector(id: "AWS_SECRET_KEY", category: .secret, patterns: [
+            p(#"(?:\b|[/+])[A-Za-z0-9/+]{40}(?:\b|[/+=])"#),
+        ], validator: .awsSecret, contextWords: ["aws", "secret", "secretaccesskey", "secret_access_key"], contextWindow: 100, priority: 95),
+        Detector(id: "GITHUB_TOKEN", category: .secret, patterns: [
+            p(#"\bgh[pousr]_[A-Za-z0-9]{36,}\b"#),
+            p(#"\bgithub_pat_[A-Za-z0-9_]{22,}\b"#),
+        ], priority: 100),
+        Detector(id: "GITLAB_TOKEN", category: .secret, patterns: [
+            p(#"\bglpat-[A-Za-z0-9_\-]{20,}"#),
+        ], priority: 100),
+        Detector(id: "SLACK_TOKEN", category: .secret, patterns: [
+            p(#"\bxox[abposr]-[A-Za-z0-9\-]{10,}"#),
+            p(#"https://hooks\.slack\.com/services/T[A-Za-z0-9_]{6,}/B[A-Za-z0-9_]{6,}/[A-Za-z0-9_]{16,}"#),
+        ], priority: 100),
+        Detector(id: "STRIPE_KEY", category: .secret, patterns: [
+            p(#"\b(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,}\b"#),
+        ], priority: 100),
+        Detector(id: "GOOGLE_API_KEY", category: .secret, patterns: [
+            p(#"\bAIza[0-9A-Za-z_\-]{35}"#),
+        ], priority: 100),
+        Detector(id: "PRIVATE_KEY", category: .secret, patterns: [
+            p(#"-----BEGIN (?:RSA |EC |DSA |OPENSSH |ENCRYPTED |PGP )?PRIVATE KEY(?: BLOCK)?-----"#),
+        ], span: .pemBlock, priority: 100),
+        Detector(id: "JWT", category: .secret, patterns: [
+            p(#"\beyJ[A-Za-z0-9_\-]{5,}\.eyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{10,}"#),
+        ], validator: .jwt, priority: 100),
+        Detector(id: "GENERIC_SECRET", category: .secret, patterns: [
+            p(#"(?:api[_\-]?key|apikey|secret|token|passw(?:or)?d|pwd|auth[_\-]?key|access[_\-]?key|client[_\-]?secret|private[_\-]?key|credential)s?["']?\s{0,3}[:=]\s{0,3}["']?[A-Za-z0-9_\-+/=.~]{16,}"#, caseless: true),
+        ], validator: .entropy, span: .valueAfterAssignment, priority: 80),
+
+        // MCP traffic signatures, for spotting MCP messages in other traffic.
+        Detector(id: "MCP_METHOD", category: .signature, patterns: [
+            p(#""method"\s*:\s*"(?:initialize|tools/call|tools/list|resources/read|resources/list|prompts/list|prompts/get|sampling/createMessage|elicitation/create|notifications/initialized|notifications/tools/list_changed|roots/list|completion/complete)""#),
+        ], priority: 10),
+        Detector(id: "MCP_PROTOCOL_VERSION", category: .signature, patterns: [
+            p(#""protocolVersion"\s*:\s*"20(?:2[4-9]|[3-9][0-9])-[01][0-9]-[0-3][0-9]""#),
+        ], priority: 10),
+    ]
+}

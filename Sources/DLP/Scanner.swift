@@ -1,0 +1,151 @@
+/// A detector's hit in scanned bytes.
+public struct Finding: Sendable, Equatable {
+    public var detector: String
+    /// Byte offsets into what was scanned.
+    public var start: Int
+    public var end: Int
+
+    public init(detector: String, start: Int, end: Int) {
+        self.detector = detector
+        self.start = start
+        self.end = end
+    }
+}
+
+/// All detectors compiled into one Hyperscan database. Scanning runs the
+/// database once over the bytes, then confirms each candidate: validator,
+/// context words, span shaping, and one winner where detectors overlap.
+public final class Scanner: Sendable {
+    public let detectors: [Detector]
+    let patternSet: PatternSet
+    /// Pattern index -> detector index.
+    let owner: [Int]
+    public let maxFindings: Int
+
+    public struct ConfigurationError: Error, CustomStringConvertible {
+        public var detector: String
+        public var message: String
+        public var description: String { "detector \(detector): \(message)" }
+    }
+
+    public init(detectors: [Detector], maxFindings: Int = 10_000) throws(ConfigurationError) {
+        self.detectors = detectors
+        self.maxFindings = maxFindings
+        var patterns: [PatternSet.Pattern] = []
+        var owner: [Int] = []
+        for (index, detector) in detectors.enumerated() {
+            for pattern in detector.patterns {
+                patterns.append(pattern)
+                owner.append(index)
+            }
+        }
+        self.owner = owner
+        do {
+            patternSet = try PatternSet(patterns)
+        } catch {
+            let name = error.index >= 0 && error.index < owner.count ? detectors[owner[error.index]].id : "?"
+            throw ConfigurationError(detector: name, message: error.message)
+        }
+    }
+
+    public var detectorIDs: [String] {
+        var seen = Set<String>()
+        return detectors.map(\.id).filter { seen.insert($0).inserted }
+    }
+
+    /// The confirmed findings in `bytes`, in order of position.
+    public func scan(_ bytes: UnsafeRawBufferPointer) throws(PatternSet.ScanError) -> [Finding] {
+        let (raw, _) = try patternSet.scan(bytes, limit: maxFindings * 8)
+        guard !raw.isEmpty else { return [] }
+        // Candidates per detector and start: the longest end first.
+        var byStart: [Int: [Int: Int]] = [:] // detector -> start -> index in `ends`
+        var candidates: [(detector: Int, start: Int, ends: [Int])] = []
+        for match in raw {
+            let detector = owner[match.pattern]
+            if let index = byStart[detector]?[match.start] {
+                candidates[index].ends.append(match.end)
+            } else {
+                byStart[detector, default: [:]][match.start] = candidates.count
+                candidates.append((detector, match.start, [match.end]))
+            }
+        }
+        candidates.sort { $0.start != $1.start ? $0.start < $1.start : $0.detector < $1.detector }
+        var confirmed: [(finding: Finding, priority: Int)] = []
+        var reachedBy: [Int: Int] = [:] // detector -> end of its last finding
+        for candidate in candidates {
+            let detector = detectors[candidate.detector]
+            if let reached = reachedBy[candidate.detector], candidate.start < reached { continue }
+            for end in Set(candidate.ends).sorted(by: >) {
+                guard let span = confirm(detector, start: candidate.start, end: end, in: bytes) else { continue }
+                confirmed.append((Finding(detector: detector.id, start: span.start, end: span.end), detector.priority))
+                reachedBy[candidate.detector] = span.end
+                break
+            }
+            if confirmed.count >= maxFindings * 2 { break }
+        }
+        return Self.resolveOverlaps(confirmed, limit: maxFindings)
+    }
+
+    public func scan(_ bytes: [UInt8]) throws(PatternSet.ScanError) -> [Finding] {
+        do {
+            return try bytes.withUnsafeBytes { try scan($0) }
+        } catch let error as PatternSet.ScanError {
+            throw error
+        } catch {
+            throw PatternSet.ScanError(code: -1)
+        }
+    }
+
+    func confirm(_ detector: Detector, start: Int, end: Int, in bytes: UnsafeRawBufferPointer) -> (start: Int, end: Int)? {
+        var start = start, end = end
+        switch detector.span {
+        case .match: break
+        case .valueAfterAssignment:
+            guard let assignment = (start..<end).last(where: { bytes[$0] == 0x3A || bytes[$0] == 0x3D }) else { return nil }
+            start = assignment + 1
+            while start < end, [0x20, 0x09, 0x22, 0x27].contains(bytes[start]) { start += 1 }
+        case .pemBlock:
+            let limit = min(bytes.count, start + 64 * 1024)
+            let marker = Array("-----END ".utf8)
+            var index = end
+            search: while index + marker.count <= limit {
+                if bytes[index] == 0x2D, (0..<marker.count).allSatisfy({ bytes[index + $0] == marker[$0] }) {
+                    var close = index + marker.count
+                    while close + 5 <= limit {
+                        if (0..<5).allSatisfy({ bytes[close + $0] == 0x2D }) { end = close + 5; break search }
+                        close += 1
+                    }
+                    break
+                }
+                index += 1
+            }
+        }
+        guard end > start else { return nil }
+        if let validator = detector.validator, !validator.check(ArraySlice(bytes[start..<end])) { return nil }
+        if !detector.contextWords.isEmpty, !Self.hasContext(detector, before: start, in: bytes) { return nil }
+        return (start, end)
+    }
+
+    static func hasContext(_ detector: Detector, before start: Int, in bytes: UnsafeRawBufferPointer) -> Bool {
+        let from = max(0, start - detector.contextWindow)
+        let window = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[from..<start]), as: UTF8.self).lowercased()
+        return detector.contextWords.contains { window.contains($0) }
+    }
+
+    /// Where findings of different detectors overlap, the higher priority
+    /// keeps the bytes (a card number is not also a phone number).
+    static func resolveOverlaps(_ findings: [(finding: Finding, priority: Int)], limit: Int) -> [Finding] {
+        guard findings.count > 1 else { return findings.map(\.finding) }
+        let ranked = findings.enumerated().sorted { a, b in
+            a.element.priority != b.element.priority ? a.element.priority > b.element.priority : a.offset < b.offset
+        }
+        var kept: [Finding] = []
+        for (_, entry) in ranked {
+            let f = entry.finding
+            if kept.contains(where: { $0.start < f.end && f.start < $0.end }) { continue }
+            kept.append(f)
+            if kept.count >= limit { break }
+        }
+        return kept.sorted { $0.start < $1.start }
+    }
+}

@@ -1,0 +1,192 @@
+import Foundation
+
+/// Checks a regex cannot make: checksums, number ranges, structure. Each
+/// gets the matched bytes and says whether they are the real thing.
+public enum Validator: String, Sendable, CaseIterable {
+    case luhn
+    case creditCard = "credit_card"
+    case iban
+    case usSSN = "us_ssn"
+    case ukNINO = "uk_nino"
+    case ipv4
+    case ipv6
+    case phone
+    case jwt
+    case entropy
+    case awsSecret = "aws_secret"
+
+    public func check(_ bytes: ArraySlice<UInt8>) -> Bool {
+        switch self {
+        case .luhn: return Self.luhn(Self.digits(bytes))
+        case .creditCard: return Self.creditCard(bytes)
+        case .iban: return Self.iban(bytes)
+        case .usSSN: return Self.ssn(bytes)
+        case .ukNINO: return Self.nino(bytes)
+        case .ipv4: return Self.ipv4(bytes)
+        case .ipv6: return Self.ipv6(bytes)
+        case .phone: return Self.phone(bytes)
+        case .jwt: return Self.jwt(bytes)
+        case .entropy: return Self.secretLike(bytes, minimumEntropy: 3.3)
+        case .awsSecret: return Self.secretLike(bytes, minimumEntropy: 4.0)
+        }
+    }
+
+    static func digits(_ bytes: ArraySlice<UInt8>) -> [UInt8] {
+        bytes.compactMap { $0 >= 0x30 && $0 <= 0x39 ? $0 - 0x30 : nil }
+    }
+
+    static func luhn(_ digits: [UInt8]) -> Bool {
+        guard digits.count >= 2 else { return false }
+        var sum = 0
+        for (index, digit) in digits.reversed().enumerated() {
+            var value = Int(digit)
+            if index % 2 == 1 {
+                value *= 2
+                if value > 9 { value -= 9 }
+            }
+            sum += value
+        }
+        return sum % 10 == 0
+    }
+
+    /// 13-19 digits, Luhn-valid, an issuer prefix in use, and the same
+    /// separator throughout (or none).
+    static func creditCard(_ bytes: ArraySlice<UInt8>) -> Bool {
+        let separators = Set(bytes.filter { $0 == 0x20 || $0 == 0x2D })
+        guard separators.count <= 1 else { return false }
+        let d = digits(bytes)
+        guard (13...19).contains(d.count), luhn(d) else { return false }
+        guard Set(d).count > 1 else { return false }
+        let prefix2 = Int(d[0]) * 10 + Int(d[1])
+        let prefix4 = prefix2 * 100 + Int(d[2]) * 10 + Int(d[3])
+        switch d[0] {
+        case 4: return true // Visa
+        case 5: return (51...55).contains(prefix2) // Mastercard
+        case 2: return (2221...2720).contains(prefix4) // Mastercard 2-series
+        case 3: return prefix2 == 34 || prefix2 == 37 || (3528...3589).contains(prefix4) || prefix2 == 36 || prefix2 == 38 || prefix2 == 30 || prefix2 == 39
+        case 6: return prefix4 == 6011 || prefix2 == 65 || (644...649).contains(prefix4 / 10) || prefix2 == 62
+        case 1: return d.count == 15 // UATP
+        default: return false
+        }
+    }
+
+    static let ibanLengths: [String: Int] = [
+        "AD": 24, "AE": 23, "AL": 28, "AT": 20, "AZ": 28, "BA": 20, "BE": 16, "BG": 22, "BH": 22, "BR": 29, "BY": 28,
+        "CH": 21, "CR": 22, "CY": 28, "CZ": 24, "DE": 22, "DK": 18, "DO": 28, "EE": 20, "EG": 29, "ES": 24, "FI": 18,
+        "FO": 18, "FR": 27, "GB": 22, "GE": 22, "GI": 23, "GL": 18, "GR": 27, "GT": 28, "HR": 21, "HU": 28, "IE": 22,
+        "IL": 23, "IQ": 23, "IS": 26, "IT": 27, "JO": 30, "KW": 30, "KZ": 20, "LB": 28, "LC": 32, "LI": 21, "LT": 20,
+        "LU": 20, "LV": 21, "LY": 25, "MC": 27, "MD": 24, "ME": 22, "MK": 19, "MR": 27, "MT": 31, "MU": 30, "NL": 18,
+        "NO": 15, "PK": 24, "PL": 28, "PS": 29, "PT": 25, "QA": 29, "RO": 24, "RS": 22, "SA": 24, "SC": 31, "SD": 18,
+        "SE": 24, "SI": 19, "SK": 24, "SM": 27, "ST": 25, "SV": 28, "TL": 23, "TN": 24, "TR": 26, "UA": 29, "VA": 22,
+        "VG": 24, "XK": 20,
+    ]
+
+    /// Known country and length, then ISO 13616's mod-97 check.
+    static func iban(_ bytes: ArraySlice<UInt8>) -> Bool {
+        let compact = bytes.filter { $0 != 0x20 }
+        guard compact.count >= 15, compact.count <= 34 else { return false }
+        let country = String(decoding: compact.prefix(2), as: UTF8.self)
+        guard let length = ibanLengths[country], length == compact.count else { return false }
+        let rearranged = Array(compact.dropFirst(4)) + Array(compact.prefix(4))
+        var remainder = 0
+        for byte in rearranged {
+            switch byte {
+            case 0x30...0x39: remainder = (remainder * 10 + Int(byte - 0x30)) % 97
+            case 0x41...0x5A: remainder = (remainder * 100 + Int(byte - 0x41 + 10)) % 97
+            default: return false
+            }
+        }
+        return remainder == 1
+    }
+
+    /// Area 001-899 but not 666, group 01-99, serial 0001-9999, one kind
+    /// of separator, and not a well-known sample number.
+    static func ssn(_ bytes: ArraySlice<UInt8>) -> Bool {
+        let separators = bytes.filter { $0 == 0x20 || $0 == 0x2D }
+        guard separators.isEmpty || (separators.count == 2 && separators[0] == separators[1]) else { return false }
+        let d = digits(bytes).map(Int.init)
+        guard d.count == 9 else { return false }
+        let area = d[0] * 100 + d[1] * 10 + d[2]
+        let group = d[3] * 10 + d[4]
+        let serial = d[5] * 1000 + d[6] * 100 + d[7] * 10 + d[8]
+        guard area != 0, area != 666, area < 900, group != 0, serial != 0 else { return false }
+        guard Set(d).count > 1 else { return false }
+        let number = d.map(String.init).joined()
+        return !["078051120", "219099999", "123456789", "987654320"].contains(number)
+    }
+
+    /// Two prefix letters from the allowed sets, not a reserved pair.
+    static func nino(_ bytes: ArraySlice<UInt8>) -> Bool {
+        let letters = bytes.filter { $0 >= 0x41 && $0 <= 0x5A }
+        guard letters.count == 3 else { return false }
+        let first = letters[letters.startIndex], second = letters[letters.startIndex + 1]
+        guard !"DFIQUV".utf8.contains(first), !"DFIOQUV".utf8.contains(second) else { return false }
+        let prefix = String(decoding: [first, second], as: UTF8.self)
+        return !["BG", "GB", "KN", "NK", "NT", "TN", "ZZ"].contains(prefix)
+    }
+
+    static func ipv4(_ bytes: ArraySlice<UInt8>) -> Bool {
+        let parts = bytes.split(separator: 0x2E, omittingEmptySubsequences: false)
+        guard parts.count == 4 else { return false }
+        for part in parts {
+            guard (1...3).contains(part.count), let value = Int(String(decoding: part, as: UTF8.self)), value <= 255 else { return false }
+            if part.count > 1, part.first == 0x30 { return false }
+        }
+        return true
+    }
+
+    static func ipv6(_ bytes: ArraySlice<UInt8>) -> Bool {
+        let text = String(decoding: bytes, as: UTF8.self)
+        guard text.contains(":"), text.filter({ $0 == ":" }).count >= 2 else { return false }
+        var address = in6_addr()
+        guard inet_pton(AF_INET6, text, &address) == 1 else { return false }
+        // "::" or "1::" alone say nothing; a real address has several groups.
+        return text.split(separator: ":").count >= 3
+    }
+
+    /// 7-15 digits, and not one digit repeated.
+    static func phone(_ bytes: ArraySlice<UInt8>) -> Bool {
+        var d = digits(bytes)
+        if let x = bytes.firstIndex(where: { $0 == 0x78 || $0 == 0x65 }) { d = digits(bytes[..<x]) } // before an extension
+        return (7...15).contains(d.count) && Set(d).count > 2
+    }
+
+    /// A JWT's header decodes to a JSON object with `alg`.
+    static func jwt(_ bytes: ArraySlice<UInt8>) -> Bool {
+        guard let dot = bytes.firstIndex(of: 0x2E) else { return false }
+        guard let header = base64URLDecode(bytes[bytes.startIndex..<dot]) else { return false }
+        let text = String(decoding: header, as: UTF8.self)
+        return text.hasPrefix("{") && text.contains("\"alg\"")
+    }
+
+    static func base64URLDecode(_ bytes: ArraySlice<UInt8>) -> [UInt8]? {
+        var text = String(decoding: bytes, as: UTF8.self).replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        while text.utf8.count % 4 != 0 { text += "=" }
+        return Data(base64Encoded: text).map { Array($0) }
+    }
+
+    /// A value that looks generated: enough Shannon entropy per character,
+    /// at least two kinds of characters, and not a placeholder.
+    static func secretLike(_ bytes: ArraySlice<UInt8>, minimumEntropy: Double) -> Bool {
+        guard bytes.count >= 16 else { return false }
+        var counts = [Int](repeating: 0, count: 256)
+        var classes = Set<Int>()
+        for byte in bytes {
+            counts[Int(byte)] += 1
+            switch byte {
+            case 0x30...0x39: classes.insert(0)
+            case 0x41...0x5A: classes.insert(1)
+            case 0x61...0x7A: classes.insert(2)
+            default: classes.insert(3)
+            }
+        }
+        guard classes.count >= 2 else { return false }
+        let total = Double(bytes.count)
+        let entropy = counts.reduce(0.0) { sum, count in
+            guard count > 0 else { return sum }
+            let p = Double(count) / total
+            return sum - p * log2(p)
+        }
+        return entropy >= minimumEntropy
+    }
+}
