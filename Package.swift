@@ -109,7 +109,7 @@ let package = Package(
         .executableTarget(
             name: "mcp-portal",
             dependencies: [
-                "HTTPEdge", "PortalCore", "Storage", "DemoServers", "MCPWire",
+                "HTTPEdge", "PortalCore", "Storage", "DemoServers", "MCPWire", "DLP",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict

@@ -1,4 +1,5 @@
 import CodeMode
+import DLP
 import Foundation
 import Logging
 import MCPWire
@@ -25,13 +26,16 @@ public final class Gateway: Sendable {
     let codeModeCatalogs = Mutex<[String: (stamp: [Int], servers: Set<String>, catalog: CodeModeCatalog)]>([:])
     /// The sandboxes Code Mode sessions run their code in.
     public let codeMode: CodeModeEngine
+    /// DLP rules and the compiled detectors.
+    public let dlp: DLPEngine
 
-    public init(config: PortalConfig, pool: UpstreamPool, audit: any AuditStore, logger: Logger) {
+    public init(config: PortalConfig, pool: UpstreamPool, audit: any AuditStore, logger: Logger) throws(DLPEngine.ConfigurationError) {
         self.config = config
         self.pool = pool
         self.audit = audit
         self.logger = logger
         self.codeMode = CodeModeEngine(settings: config.codemode)
+        self.dlp = try DLPEngine(config: config.dlp)
     }
 
     public func portal(_ id: String) -> PortalDefinition? { config.portal(id) }

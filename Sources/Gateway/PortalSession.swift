@@ -289,15 +289,33 @@ public final class PortalSession: Sendable {
         event.argumentHash = Self.sha256(argumentText)
         var upstreamParams = params
         upstreamParams["name"] = .string(route.tool)
+        if let arguments = params["arguments"] {
+            switch try await screen(arguments, direction: .toServer, server: route.server, tool: route.tool, method: MCP.Method.toolsCall,
+                                    path: "$.arguments", executionID: executionID) {
+            case .pass(let screened): upstreamParams["arguments"] = screened
+            case .blocked(let error):
+                event.outcome = .denied
+                event.error = error.message
+                try await gateway.record(event)
+                return .error(id: downstreamID, error)
+            }
+        }
         let metrics = gateway.metrics(server: route.server, tool: route.tool)
         let started = ContinuousClock.now
-        let response = await forward(downstreamID: downstreamID, relatedTo: relatedTo, to: server, method: MCP.Method.toolsCall, params: .object(upstreamParams))
+        var response = await forward(downstreamID: downstreamID, relatedTo: relatedTo, to: server, method: MCP.Method.toolsCall, params: .object(upstreamParams))
+        if let result = response.result {
+            switch try await screen(result, direction: .fromServer, server: route.server, tool: route.tool, method: MCP.Method.toolsCall,
+                                    path: "$.result", executionID: executionID) {
+            case .pass(let screened): response.result = screened
+            case .blocked(let error): response = .error(id: downstreamID, error)
+            }
+        }
         let elapsed = ContinuousClock.now - started
         event.durationMicros = Self.micros(elapsed)
         metrics.calls.increment()
         metrics.latency.recordNanoseconds(event.durationMicros * 1000)
         if let error = response.error {
-            event.outcome = .error
+            event.outcome = error["code"]?.intValue == JSONRPCError.dlpBlockedCode ? .denied : .error
             event.error = error["message"]?.stringValue
             metrics.errors.increment()
         } else if response.result?["isError"] == .bool(true) {
@@ -509,6 +527,12 @@ public final class PortalSession: Sendable {
         if method == MCP.Method.resourcesUnsubscribe { _ = state.withLock { $0.subscriptions.remove(uri) } }
         let started = ContinuousClock.now
         var response = await forward(message, to: server, method: method, params: .object(upstreamParams))
+        if method == MCP.Method.resourcesRead, let result = response.result {
+            switch try await screen(result, direction: .fromServer, server: serverID, tool: nil, method: method, path: "$.result", executionID: nil) {
+            case .pass(let screened): response.result = screened
+            case .blocked(let error): response = .error(id: message.id, error)
+            }
+        }
         if var contents = response.result?["contents"]?.arrayValue {
             for index in contents.indices { contents[index] = Self.prefixURI(contents[index], key: "uri", server: serverID) }
             response.result?["contents"] = .array(contents)
@@ -534,7 +558,21 @@ public final class PortalSession: Sendable {
         let (server, original) = try splitName(name)
         var upstreamParams = params
         upstreamParams["name"] = .string(original)
-        let response = await forward(message, to: server, method: MCP.Method.promptsGet, params: .object(upstreamParams))
+        if let arguments = params["arguments"] {
+            switch try await screen(arguments, direction: .toServer, server: server.id, tool: nil, method: MCP.Method.promptsGet,
+                                    path: "$.arguments", executionID: nil) {
+            case .pass(let screened): upstreamParams["arguments"] = screened
+            case .blocked(let error): return .error(id: message.id, error)
+            }
+        }
+        var response = await forward(message, to: server, method: MCP.Method.promptsGet, params: .object(upstreamParams))
+        if let result = response.result {
+            switch try await screen(result, direction: .fromServer, server: server.id, tool: nil, method: MCP.Method.promptsGet,
+                                    path: "$.result", executionID: nil) {
+            case .pass(let screened): response.result = screened
+            case .blocked(let error): response = .error(id: message.id, error)
+            }
+        }
         try await gateway.record(AuditEvent(kind: .prompt, portal: portal.id, sessionID: id, principal: principal.subject, server: server.id,
                                             tool: original, method: MCP.Method.promptsGet, outcome: response.error == nil ? .ok : .error,
                                             error: response.error?["message"]?.stringValue))

@@ -38,7 +38,7 @@ public final class PortalApplication: Sendable {
         }
         let pinner = ToolPinner(store: store, audit: store, newTools: config.pinning.newTools)
         pool = UpstreamPool(config: config, builtins: builtins, pinner: pinner, logger: logger)
-        gateway = Gateway(config: config, pool: pool, audit: store, logger: logger)
+        gateway = try Gateway(config: config, pool: pool, audit: store, logger: logger)
         registry = SessionRegistry(limit: config.limits.maxSessions)
     }
 

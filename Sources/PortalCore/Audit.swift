@@ -14,6 +14,8 @@ public struct AuditEvent: Sendable, Equatable {
         case pinApproved = "pin.approved"
         /// A Code Mode execution (`portal_codemode_search` or `_execute`).
         case execution = "execution"
+        /// A DLP rule fired: rule, detectors, counts and paths in `detail`.
+        case dlp = "dlp"
     }
 
     public enum Outcome: String, Sendable, CaseIterable {

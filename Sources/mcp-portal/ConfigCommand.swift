@@ -1,4 +1,5 @@
 import ArgumentParser
+import DLP
 import Foundation
 import MCPWire
 import PortalCore
@@ -15,6 +16,7 @@ struct ConfigCommand: AsyncParsableCommand {
         func run() async throws {
             do {
                 let config = try ConfigLoader().load(file: file)
+                _ = try DLPEngine(config: config.dlp)
                 print("\(file): ok (\(config.servers.count) servers, \(config.portals.count) portals)")
             } catch {
                 FileHandle.standardError.write(Data("\(error)\n".utf8))

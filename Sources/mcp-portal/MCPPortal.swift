@@ -9,7 +9,7 @@ struct MCPPortal: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "mcp-portal",
         abstract: "One governed MCP endpoint in front of many MCP servers.",
-        subcommands: [Serve.self, ConfigCommand.self, AuditCommand.self, ToolsCommand.self, DemoServer.self],
+        subcommands: [Serve.self, ConfigCommand.self, AuditCommand.self, ToolsCommand.self, DLPCommand.self, DemoServer.self],
         defaultSubcommand: Serve.self
     )
 }

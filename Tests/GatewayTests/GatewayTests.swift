@@ -44,7 +44,7 @@ struct Harness {
         let logger = Logger(label: "test")
         let pinner = ToolPinner(store: store, audit: store, newTools: newTools)
         let pool = UpstreamPool(config: config, builtins: servers, pinner: pinner, logger: logger)
-        let gateway = Gateway(config: config, pool: pool, audit: audit ?? store, logger: logger)
+        let gateway = try Gateway(config: config, pool: pool, audit: audit ?? store, logger: logger)
         let running = Task { await pool.run() }
         defer { running.cancel() }
         await pool.waitUntilSettled()

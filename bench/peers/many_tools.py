@@ -31,15 +31,15 @@ from fastmcp import FastMCP
 from fastmcp.tools import Tool, ToolResult
 from mcp.types import ToolAnnotations
 
-READ = ToolAnnotations(readOnlyHint=True, openWorldHint=False)
-WRITE = ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint=False, openWorldHint=False)
-EDIT = ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint=True, openWorldHint=False)
-DESTROY = ToolAnnotations(readOnlyHint=False, destructiveHint=True, idempotentHint=True, openWorldHint=False)
+READ = ToolAnnotations(readOnlyHint=True)
+WRITE = ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint=False)
+EDIT = ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint=True)
+DESTROY = ToolAnnotations(readOnlyHint=False, destructiveHint=True, idempotentHint=True)
 
 # Property schemas resources pick from; "{noun}" becomes the resource's name.
 FIELDS: dict[str, dict[str, Any]] = {
     "summary": {"type": "string", "maxLength": 255,
-                "description": "One-line summary of the {noun}, shown in lists, search results and notifications."},
+                "description": "One-line summary of the {noun}, shown in lists and notifications."},
     "title": {"type": "string", "maxLength": 255, "description": "Title of the {noun}. Must be unique within its parent."},
     "name": {"type": "string", "maxLength": 128, "description": "Display name of the {noun}."},
     "description": {"type": "string",
@@ -51,8 +51,8 @@ FIELDS: dict[str, dict[str, Any]] = {
                "description": "Workflow status. Moving to done or closed sets the resolution date."},
     "priority": {"type": "string", "enum": ["highest", "high", "medium", "low", "lowest"], "default": "medium",
                  "description": "Priority of the {noun}."},
-    "assignee": {"type": "object", "description": "Who owns the {noun}. Give account_id or email; null unassigns.",
-                 "properties": {"account_id": {"type": "string", "description": "Account id, e.g. 5b10ac8d82e05b22cc7d4ef5."},
+    "assignee": {"type": "object", "description": "Who owns the {noun}: account_id or email; null unassigns.",
+                 "properties": {"account_id": {"type": "string", "description": "Account id."},
                                 "email": {"type": "string", "format": "email"}}},
     "owner": {"type": "string", "description": "Account id or email address of the owner of the {noun}."},
     "labels": {"type": "array", "items": {"type": "string", "pattern": "^[^\\s]+$"},
@@ -64,7 +64,7 @@ FIELDS: dict[str, dict[str, Any]] = {
                    "description": "Who can see the {noun}."},
     "parent_id": {"type": "string", "description": "Id of the parent; omit to create at the top level."},
     "custom_fields": {"type": "object", "additionalProperties": True,
-                      "description": "Custom field values by field id, e.g. {\"customfield_10016\": 5}. Unknown ids are rejected."},
+                      "description": "Custom field values by field id, e.g. {\"customfield_10016\": 5}."},
     "amount": {"type": "object", "description": "Monetary value.",
                "properties": {"value": {"type": "number", "minimum": 0},
                               "currency": {"type": "string", "pattern": "^[A-Z]{3}$", "default": "USD"}},
@@ -261,6 +261,10 @@ def prop(field: str, noun: str) -> dict[str, Any]:
     return json.loads(json.dumps(FIELDS[field]).replace("{noun}", noun))
 
 
+def article(noun: str) -> str:
+    return ("an " if noun[0] in "aeiou" else "a ") + noun
+
+
 def obj(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
     return {"type": "object", "properties": properties, "required": required, "additionalProperties": False}
 
@@ -276,10 +280,11 @@ def resource_tools(domain: dict[str, Any], res: tuple) -> list[tuple[int, str, s
     if container:
         cont = {container[0]: {"type": "string", "description": container[1]}}
     nouns = noun + ("es" if noun.endswith(("s", "sh", "ch")) else "s")
+    a_noun = article(noun)
     paging = {
         "max_results": {"type": "integer", "minimum": 1, "maximum": 100, "default": 25,
-                        "description": f"Most {nouns} to return in one page."},
-        "page_token": {"type": "string", "description": "next_page_token from the previous answer, to get the next page."},
+                        "description": "Page size."},
+        "page_token": {"type": "string", "description": "next_page_token of the previous page."},
     }
     creates = {f: prop(f, noun) for f in fields}
     required = list(container[:1]) if container else []
@@ -293,32 +298,30 @@ def resource_tools(domain: dict[str, Any], res: tuple) -> list[tuple[int, str, s
     search_props.update(paging)
     search_props["order_by"] = {"type": "string", "enum": ORDERS, "default": "updated_desc", "description": "Sort order of the results."}
     search_props["fields"] = {"type": "array", "items": {"type": "string"},
-                              "description": f"Fields to include for each {noun}; all navigable fields when omitted."}
+                              "description": "Fields to return; all when omitted."}
     tools.append((0, f"search_{p}",
                   f"Search {nouns} in {product} with a query. Returns a page of matching {nouns} with their key fields and "
                   f"next_page_token when more remain. Use get_{s} to read one {noun} in full.",
                   obj(search_props, [qname]), READ))
     tools.append((0, f"get_{s}",
-                  f"Get one {noun} by id, with all its fields. expand adds related data that is left out by default "
-                  f"because it is large; ask only for what you need.",
+                  f"Get one {noun} by id with all its fields. expand adds related data left out by default.",
                   obj({**key, "expand": {"type": "array", "items": {"type": "string", "enum": EXPANDS},
                                          "description": "Related data to include."},
                        "fields": {"type": "array", "items": {"type": "string"}, "description": "Limit the answer to these fields."}},
                       [id_name]), READ))
     tools.append((0, f"create_{s}",
-                  f"Create a {noun} in {product}. Returns the new {noun} with its id and URL. "
+                  f"Create {a_noun} in {product}. Returns the new {noun} with its id and URL. "
                   f"Fields the {noun} type does not allow are rejected with the list of allowed fields.",
                   obj({**cont, **creates, "notify": {"type": "boolean", "default": True,
                                                      "description": "Send notifications to watchers and mentioned users."}},
                       required), WRITE))
     tools.append((0, f"update_{s}",
-                  f"Update fields of a {noun}. Only the fields given change; send null to clear a field. "
-                  f"Returns the {noun} as it is after the change.",
-                  obj({**key, "fields": obj({f: prop(f, noun) for f in fields}, []),
+                  f"Update fields of {a_noun}. Only the fields given change; null clears a field. Returns the updated {noun}.",
+                  obj({**key, "fields": obj({f: prop(f, noun) for f in fields[:5]}, []),
                        "notify": {"type": "boolean", "default": True, "description": "Send notifications about the change."}},
                       [id_name, "fields"]), EDIT))
     tools.append((1, f"delete_{s}",
-                  f"Delete a {noun} permanently. Its {', '.join(subs[:2]) or 'data'} go with it; this cannot be undone. "
+                  f"Delete {a_noun} permanently. Its {' and '.join(subs[:2]) or 'data'} go with it; this cannot be undone. "
                   f"Prefer archive_{s} when the {noun} may be needed again.",
                   obj({**key, "force": {"type": "boolean", "default": False,
                                         "description": f"Delete even when other items still reference the {noun}."}},
@@ -326,33 +329,39 @@ def resource_tools(domain: dict[str, Any], res: tuple) -> list[tuple[int, str, s
     tools.append((1, f"list_{p}",
                   f"List {nouns}{' in a ' + container[0].replace('_', ' ').removesuffix(' key').removesuffix(' id') if container else ''}, "
                   f"newest first, one page at a time. Use search_{p} to filter by content.",
-                  obj({**cont, **paging, "include_archived": {"type": "boolean", "default": False,
-                                                              "description": f"Include archived {nouns}."}},
+                  obj({**cont, **paging, "order_by": {"type": "string", "enum": ORDERS[:4], "default": "created_desc",
+                                                      "description": "Sort order."},
+                       "include_archived": {"type": "boolean", "default": False, "description": f"Include archived {nouns}."}},
                       required[:1] if container else []), READ))
     for sub in subs:
         sub_s, sub_noun, sub_fields = SUBS[sub]
         tools.append((2, f"list_{s}_{sub}",
-                      f"List the {sub_noun}s of a {noun}, oldest first. Answers include each {sub_noun}'s id, author and "
-                      f"timestamps, and next_page_token when more remain.",
+                      f"List the {sub_noun}s of {a_noun}, oldest first, with author and timestamps.",
                       obj({**key, **paging, "since": {"type": "string", "format": "date-time",
                                                       "description": f"Only {sub_noun}s changed after this time."}},
                           [id_name]), READ))
         tools.append((2, f"add_{s}_{sub_s}",
-                      f"Add a {sub_noun} to a {noun}. Returns the new {sub_noun} with its id. "
-                      f"Users without edit permission on the {noun} get a permission error.",
+                      f"Add {article(sub_noun)} to {a_noun}; needs edit permission on the {noun}. Returns the new {sub_noun}.",
                       obj({**key, **{f: prop(f, sub_noun) for f in sub_fields}}, [id_name, sub_fields[0]]), WRITE))
         tools.append((3, f"remove_{s}_{sub_s}",
-                      f"Remove a {sub_noun} from a {noun}. Removing one that is already gone succeeds.",
-                      obj({**key, f"{sub_s}_id": {"type": "string", "description": f"Id of the {sub_noun}."}},
+                      f"Remove {article(sub_noun)} from {a_noun}. Removing one that is already gone succeeds; "
+                      f"removing one someone else added needs admin permission.",
+                      obj({**key, f"{sub_s}_id": {"type": "string", "description": f"Id of the {sub_noun}."},
+                           "notify": {"type": "boolean", "default": False, "description": f"Tell the {noun}'s watchers."}},
                           [id_name, f"{sub_s}_id"]), DESTROY))
         tools.append((4, f"update_{s}_{sub_s}",
-                      f"Change a {sub_noun} of a {noun}. Only the fields given change.",
+                      f"Change {article(sub_noun)} of {a_noun}. Only the fields given change.",
                       obj({**key, f"{sub_s}_id": {"type": "string", "description": f"Id of the {sub_noun}."},
                            **{f: prop(f, sub_noun) for f in sub_fields}}, [id_name, f"{sub_s}_id"]), EDIT))
     tools.append((3, f"archive_{s}",
-                  f"Archive a {noun}: it leaves lists and search but keeps its history and can be restored with restore_{s}.",
-                  obj({**key, "reason": {"type": "string", "description": "Why, for the audit log."}}, [id_name]), EDIT))
-    tools.append((3, f"restore_{s}", f"Restore an archived {noun} to where it was.", obj(key, [id_name]), EDIT))
+                  f"Archive {a_noun}: it leaves lists and search but keeps its history and can be restored with restore_{s}.",
+                  obj({**key, "reason": {"type": "string", "description": "Why, for the audit log."},
+                       "notify": {"type": "boolean", "default": True, "description": f"Tell the {noun}'s watchers."}}, [id_name]), EDIT))
+    tools.append((3, f"restore_{s}",
+                  f"Restore an archived {noun} with its {' and '.join(subs[:2]) or 'data'}, to where it was or to target. "
+                  f"Fails when a live {noun} took its name meanwhile.",
+                  obj({**key, "target": {"type": "string", "description": "Where to restore it; its old place when omitted."},
+                       "notify": {"type": "boolean", "default": True, "description": f"Tell the {noun}'s watchers."}}, [id_name]), EDIT))
     tools.append((4, f"export_{p}",
                   f"Export {nouns} matching a query as a file. Large exports run in the background and answer with a job id to poll.",
                   obj({qname: {"type": "string", "description": qdesc}, **cont,
@@ -366,11 +375,14 @@ def resource_tools(domain: dict[str, Any], res: tuple) -> list[tuple[int, str, s
                        "notify": {"type": "boolean", "default": False, "description": "Send notifications about the changes."}},
                       ["updates"]), EDIT))
     tools.append((5, f"get_{s}_history",
-                  f"The change history of a {noun}: who changed which field from what to what, newest first.",
-                  obj({**key, **paging, "field": {"type": "string", "description": "Only changes to this field."}}, [id_name]), READ))
+                  f"The change history of {a_noun}: who changed which field from what to what, newest first.",
+                  obj({**key, **paging, "field": {"type": "string", "description": "Only changes to this field."},
+                       "since": {"type": "string", "format": "date-time", "description": "Only changes after this time."}}, [id_name]), READ))
     tools.append((5, f"move_{s}",
-                  f"Move a {noun} to another {container[0].replace('_', ' ') if container else 'parent'}, keeping its id.",
+                  f"Move {a_noun} to another {container[0].replace('_', ' ') if container else 'parent'}, keeping its id.",
                   obj({**key, "target": {"type": "string", "description": "Where to move it."},
+                       "position": {"type": "object", "description": "Where among its new siblings; last when omitted.",
+                                    "properties": {"before_id": {"type": "string"}, "after_id": {"type": "string"}}},
                        "keep_permissions": {"type": "boolean", "default": True, "description": "Keep the current permissions."}},
                       [id_name, "target"]), EDIT))
     return tools
@@ -385,13 +397,17 @@ def catalog(seed: str) -> list[tuple[str, str, dict, ToolAnnotations]]:
     for domain_name in names[start:] + names[:start]:
         domain = DOMAINS[domain_name]
         per_resource = [resource_tools(domain, res) for res in domain["resources"]]
+        # The main resource's everyday tools first (search_issues, get_issue, ...,
+        # add_issue_comment), as a server of the kind starts; then tier by tier.
+        primary = [t for t in per_resource[0] if t[0] <= 2]
+        out += [t[1:] for t in primary]
         for tier in range(6):
             for tools in per_resource:
-                out += [t[1:] for t in tools if t[0] == tier]
+                out += [t[1:] for t in tools if t[0] == tier and t not in primary]
     return out
 
 
-SCOPES = ["", "admin_", "org_", "team_", "sandbox_", "legacy_", "archive_", "mirror_"]
+SCOPES = ["", "admin_", "org_", "team_", "sandbox_", "staging_", "eu_", "us_"]
 
 
 def generate(count: int, seed: str) -> list[dict[str, Any]]:
@@ -410,8 +426,8 @@ def generate(count: int, seed: str) -> list[dict[str, Any]]:
             seen.add(full)
             if prefix:
                 schema = json.loads(json.dumps(schema))
-                schema["properties"]["workspace"] = {"type": "string", "description": f"Workspace to act on with {prefix[:-1]} rights."}
-                description = f"{description} Acts with {prefix[:-1]} rights on the given workspace."
+                schema["properties"]["workspace"] = {"type": "string", "description": "Workspace id."}
+                description = f"{description} Needs {prefix[:-1]} rights."
             tools.append({"name": full, "description": description, "inputSchema": schema, "annotations": annotations})
     return tools
 
@@ -443,7 +459,7 @@ if __name__ == "__main__":
     count = int(os.environ.get("TOOL_COUNT", "52"))
     seed = os.environ.get("TOOL_SEED", "tracker")
     if sys.argv[1:] == ["--dump"]:
-        json.dump([{"title": title_of(t["name"]), **t, "annotations": t["annotations"].model_dump(exclude_none=True)}
+        json.dump([{"title": title_of(t["name"]), **t, "annotations": t["annotations"].model_dump(by_alias=True, exclude_none=True)}
                    for t in generate(count, seed)], sys.stdout)
     else:
         build(count, seed).run(transport="http", host="127.0.0.1", port=int(sys.argv[1]), show_banner=False)
