@@ -54,7 +54,9 @@ final class FakeHost: CodeModeHost {
 func settings(_ change: (inout PortalConfig.CodeMode) -> Void = { _ in }) -> PortalConfig.CodeMode {
     var settings = PortalConfig.CodeMode()
     settings.workers = 2
-    settings.timeoutSeconds = 5
+    // Suites run side by side on two sandboxes: an execution may wait a
+    // while for one, and waiting counts against this.
+    settings.timeoutSeconds = 30
     settings.cpuSeconds = 1
     settings.memoryMB = 64
     change(&settings)
@@ -62,6 +64,8 @@ func settings(_ change: (inout PortalConfig.CodeMode) -> Void = { _ in }) -> Por
 }
 
 let sharedEngine = CodeModeEngine(settings: settings())
+/// For memory bombs: CPU time to spare, so only the memory limit stops them.
+let memoryEngine = CodeModeEngine(settings: settings { $0.cpuSeconds = 20; $0.memoryMB = 32 })
 
 func run(_ code: String, mode: ExecutionRequest.Mode = .execute, host: FakeHost = FakeHost(), engine: CodeModeEngine = sharedEngine) async -> ExecutionReport {
     await engine.run(ExecutionRequest(id: "test", code: code, mode: mode, host: host))
@@ -199,10 +203,6 @@ func run(_ code: String, mode: ExecutionRequest.Mode = .execute, host: FakeHost 
         ("while (true) {}", ExecutionReport.Failure.cpu),
         ("await Promise.resolve(); while (true) {}", .cpu),
         ("await codemode.slow_wait({}); for (;;) {}", .cpu),
-        ("const a = []; while (true) a.push(new Array(100000).fill(1))", .memory),
-        ("const keep = []; while (true) keep.push('x'.repeat(1 << 20) + keep.length)", .memory),
-        ("const keep = []; while (true) keep.push(new Uint8Array(1 << 24).fill(1))", .memory),
-        ("const keep = new Map(); for (let i = 0; ; i++) keep.set(i, { i, text: 'item ' + i })", .memory),
         // The engine's own string length limit answers first.
         ("let s = 'ab'; while (true) s += s", .thrown),
         ("return new Promise(() => {})", .neverSettled),
@@ -213,10 +213,25 @@ func run(_ code: String, mode: ExecutionRequest.Mode = .execute, host: FakeHost 
         #expect(await run("return 42").value == .number("42"))
     }
 
+    /// Memory bombs of every kind of storage stop at the memory limit (with
+    /// CPU time to spare), and the sandbox answers afterwards.
+    @Test(arguments: [
+        "const a = []; while (true) a.push(new Array(100000).fill(1))",
+        "const keep = []; while (true) keep.push('x'.repeat(1 << 20) + keep.length)",
+        "const keep = []; while (true) keep.push(new Uint8Array(1 << 24).fill(1))",
+        "const keep = new Map(); for (let i = 0; ; i++) keep.set(i, { i, text: 'item ' + i })",
+    ])
+    func memoryBombs(_ code: String) async {
+        let report = await run(code, engine: memoryEngine)
+        #expect(report.failure == .memory, "\(code): \(report.failure?.rawValue ?? "ok") \(report.message ?? "")")
+        #expect(report.message == "the code used more than 32 MB of memory (codemode.memory_mb)")
+        #expect(await run("return 42", engine: memoryEngine).value == .number("42"))
+    }
+
     /// Garbage is not memory use: a loop that allocates far more than the
     /// limit in total, but keeps little alive, runs to the end.
     @Test func garbageIsNotCountedAgainstTheLimit() async {
-        let report = await run("let total = 0; for (let i = 0; i < 400; i++) { total += new Array(100000).fill(i).length } return total")
+        let report = await run("let total = 0; for (let i = 0; i < 400; i++) { total += new Array(100000).fill(i).length } return total", engine: memoryEngine)
         #expect(report.value == .number("40000000"), "\(report.failure?.rawValue ?? "") \(report.message ?? "")")
     }
 
