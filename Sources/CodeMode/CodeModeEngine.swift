@@ -48,6 +48,7 @@ public final class CodeModeEngine: Sendable {
             let worker = SandboxWorker(settings: settings)
             let queue = self.queue
             let thread = Thread {
+                worker.prepareNext()
                 while true {
                     let job = queue.pop()
                     let waited = Date().timeIntervalSince(job.enqueued)
@@ -56,6 +57,7 @@ public final class CodeModeEngine: Sendable {
                         continue
                     }
                     job.done(worker.execute(job.request))
+                    worker.prepareNext()
                 }
             }
             thread.name = "codemode-\(index)"

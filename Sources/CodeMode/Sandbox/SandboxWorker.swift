@@ -24,6 +24,9 @@ final class SandboxWorker: @unchecked Sendable {
     private var groupBaseline = 0.0
     private var groupExecutions = 0
     private var current: RunState?
+    /// The next execution's context, made and bootstrapped while the thread
+    /// was idle, so an execution starts without paying for it.
+    private var prepared: Prepared?
     private var serial = 0
     /// A VM is replaced after this many executions, so garbage that no
     /// collection reclaimed cannot build up.
@@ -93,27 +96,43 @@ final class SandboxWorker: @unchecked Sendable {
         }
     }
 
+    /// A fresh context with the bootstrap run, no code of anyone's yet.
+    /// Its host functions reach the execution through `slot`, which is
+    /// filled when an execution takes the context.
+    final class Prepared {
+        let context: JSGlobalContextRef
+        let runner: JSObjectRef
+        let errorConstructor: JSObjectRef?
+        let slot: Slot
+
+        init(context: JSGlobalContextRef, runner: JSObjectRef, errorConstructor: JSObjectRef?, slot: Slot) {
+            self.context = context
+            self.runner = runner
+            self.errorConstructor = errorConstructor
+            self.slot = slot
+        }
+    }
+
+    final class Slot {
+        var run: RunState?
+    }
+
     func execute(_ request: ExecutionRequest) -> ExecutionReport {
         guard request.code.utf8.count <= settings.maxCodeBytes else {
             return .failed(.tooLarge, "the code is \(request.code.utf8.count) bytes; the limit is \(settings.maxCodeBytes) (codemode.max_code_bytes)")
         }
-        if group == nil {
-            group = JSContextGroupCreate()
-            groupExecutions = 0
-            if let group, let probe = JSGlobalContextCreateInGroup(group, nil) {
-                groupBaseline = Self.heapBytes(probe)
-                JSGlobalContextRelease(probe)
-            }
-        }
-        guard let group, let context = JSGlobalContextCreateInGroup(group, nil) else {
+        guard let prepared = takePrepared(), let group else {
             return .failed(.thrown, "the sandbox could not start")
         }
+        let context = prepared.context
         groupExecutions += 1
         serial += 1
         mailbox.lock()
         messages.removeAll()
         mailbox.unlock()
         let run = RunState(request: request, catalog: request.host.catalog(), serial: serial, context: context, timeout: settings.timeoutSeconds)
+        run.errorConstructor = prepared.errorConstructor
+        prepared.slot.run = run
         current = run
         request.cancellation.wake.withLock { $0 = { [weak self] in self?.post(.wake) } }
         defer {
@@ -123,6 +142,8 @@ final class SandboxWorker: @unchecked Sendable {
                 JSValueUnprotect(context, call.reject)
             }
             if let error = run.errorConstructor { JSValueUnprotect(context, error) }
+            JSValueUnprotect(context, prepared.runner)
+            prepared.slot.run = nil
             current = nil
             JSGlobalContextRelease(context)
             // A VM stopped mid-job (a microtask among them) cannot make
@@ -136,9 +157,8 @@ final class SandboxWorker: @unchecked Sendable {
         defer { JSContextGroupClearExecutionTimeLimit(group) }
 
         do {
-            let runner = try bootstrap(run)
             guard let main = try compile(run) else { return report(run) }
-            _ = try JSC.call(context, runner, [main])
+            _ = try JSC.call(context, prepared.runner, [main])
         } catch {
             if run.stop == nil, run.outcome == nil {
                 run.outcome = (nil, .thrown, describe(error.value, run))
@@ -264,31 +284,72 @@ final class SandboxWorker: @unchecked Sendable {
 
     // MARK: Setting up
 
-    private func bootstrap(_ run: RunState) throws(JSException) -> JSObjectRef {
-        let context = run.context
+    /// Makes the next execution's context ahead of time: called on the
+    /// sandbox thread when it has nothing else to do.
+    func prepareNext() {
+        guard prepared == nil else { return }
+        prepared = prepare()
+    }
+
+    private func takePrepared() -> Prepared? {
+        defer { prepared = nil }
+        return prepared ?? prepare()
+    }
+
+    private func prepare() -> Prepared? {
+        if group == nil {
+            group = JSContextGroupCreate()
+            groupExecutions = 0
+            if let group, let probe = JSGlobalContextCreateInGroup(group, nil) {
+                groupBaseline = Self.heapBytes(probe)
+                JSGlobalContextRelease(probe)
+            }
+        }
+        guard let group, let context = JSGlobalContextCreateInGroup(group, nil) else { return nil }
+        do {
+            return try bootstrap(context)
+        } catch {
+            JSGlobalContextRelease(context)
+            return nil
+        }
+    }
+
+    /// Runs the bootstrap in a new context: `codemode` and `console` on the
+    /// global object, the host functions in its closure. The functions
+    /// serve whichever execution the slot holds, and nothing before one
+    /// takes the context.
+    private func bootstrap(_ context: JSGlobalContextRef) throws(JSException) -> Prepared {
+        let slot = Slot()
+        var errorConstructor: JSObjectRef?
         if let error = JSC.property(context, JSContextGetGlobalObject(context), "Error"), JSValueIsObject(context, error) {
-            run.errorConstructor = JSValueToObject(context, error, nil)
+            errorConstructor = JSValueToObject(context, error, nil)
             JSValueProtect(context, error)
         }
+        func running(_ context: JSContextRef) throws(JSException) -> RunState {
+            guard let run = slot.run else { throw JSException(value: JSC.makeError(context, "no execution is running")!) }
+            return run
+        }
         let natives: [JSValueRef?] = [
-            HostFunction.make(context) { [unowned self, unowned run] context, arguments throws(JSException) in
-                try self.hostCall(context, arguments, run)
+            HostFunction.make(context) { [unowned self] context, arguments throws(JSException) in
+                try self.hostCall(context, arguments, try running(context))
             },
-            HostFunction.make(context) { [unowned run] context, _ in
-                JSC.fromJSON(context, run.catalog.listing)
+            HostFunction.make(context) { context, _ throws(JSException) in
+                JSC.fromJSON(context, try running(context).catalog.listing)
             },
-            HostFunction.make(context) { [unowned run] context, arguments throws(JSException) in
+            HostFunction.make(context) { context, arguments throws(JSException) in
+                let run = try running(context)
                 let name = JSC.text(context, arguments.first ?? nil) ?? ""
                 guard let tool = run.catalog.tool(named: name) else {
                     throw JSException(value: JSC.makeError(context, Self.unknownTool(name))!)
                 }
                 return JSC.makeString(context, TypeDeclaration.declaration(for: tool))
             },
-            HostFunction.make(context) { [unowned self, unowned run] context, arguments in
-                self.hostLog(context, arguments, run)
+            HostFunction.make(context) { [unowned self] context, arguments throws(JSException) in
+                self.hostLog(context, arguments, try running(context))
                 return nil
             },
-            HostFunction.make(context) { [unowned run] context, arguments in
+            HostFunction.make(context) { context, arguments throws(JSException) in
+                let run = try running(context)
                 let value = arguments.first ?? nil
                 guard run.outcome == nil else { return nil }
                 do {
@@ -301,7 +362,8 @@ final class SandboxWorker: @unchecked Sendable {
                 }
                 return nil
             },
-            HostFunction.make(context) { [unowned self, unowned run] context, arguments in
+            HostFunction.make(context) { [unowned self] context, arguments throws(JSException) in
+                let run = try running(context)
                 if run.outcome == nil { run.outcome = (nil, .thrown, self.describe(arguments.first ?? nil, run)) }
                 return nil
             },
@@ -309,9 +371,11 @@ final class SandboxWorker: @unchecked Sendable {
         let factory = try JSC.evaluate(context, Bootstrap.source, url: "portal-bootstrap.js")
         guard let factory, let function = JSValueToObject(context, factory, nil),
               let runner = try JSC.call(context, function, natives), let object = JSValueToObject(context, runner, nil) else {
+            if let errorConstructor { JSValueUnprotect(context, errorConstructor) }
             throw JSException(value: JSC.makeError(context, "the sandbox bootstrap failed")!)
         }
-        return object
+        JSValueProtect(context, object)
+        return Prepared(context: context, runner: object, errorConstructor: errorConstructor, slot: slot)
     }
 
     /// Compiles the code as a function (or value) expression, else as a
