@@ -9,6 +9,7 @@ let package = Package(
     products: [
         .executable(name: "mcp-portal", targets: ["mcp-portal"]),
         .executable(name: "mcp-bench-upstream", targets: ["mcp-bench-upstream"]),
+        .executable(name: "mcp-bench-dlp", targets: ["mcp-bench-dlp"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
@@ -123,6 +124,11 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
             path: "bench/upstream"
+        ),
+        .executableTarget(
+            name: "mcp-bench-dlp",
+            dependencies: ["DLP", "MCPWire", "PortalCore", "CHyperscan"],
+            path: "bench/dlp-scan"
         ),
         .testTarget(name: "MCPWireTests", dependencies: ["MCPWire"]),
         .testTarget(name: "PortalCoreTests", dependencies: ["PortalCore"]),

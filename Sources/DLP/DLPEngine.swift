@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import MCPWire
 import PortalCore
 
@@ -84,6 +87,9 @@ public final class DLPEngine: Sendable {
         }
         do {
             scanner = try Scanner(detectors: detectors)
+            // Compiling the databases takes tens of megabytes that are
+            // free again now; hand them back rather than keep them resident.
+            Self.releaseFreeMemory()
         } catch {
             let location = config.detectors.first { $0.id == error.detector }?.location ?? "detector \(error.detector)"
             throw ConfigurationError(description: "\(location): the pattern does not compile: \(error.message)")
@@ -93,6 +99,18 @@ public final class DLPEngine: Sendable {
         for custom in config.profiles { profiles[custom.id] = Profile(id: custom.id, detectors: Set(custom.detectors), minMatches: custom.minMatches) }
         self.profiles = profiles
         messageScan = MessageScan(scanner: scanner, maxDepth: config.maxDepth)
+    }
+
+    /// glibc keeps freed memory of a thread's arena resident; `malloc_trim`
+    /// returns it. (Looked up at run time: Swift's Glibc module leaves out
+    /// `malloc.h`.)
+    static func releaseFreeMemory() {
+        #if canImport(Glibc)
+        typealias Trim = @convention(c) (Int) -> Int32
+        if let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "malloc_trim") {
+            _ = unsafeBitCast(symbol, to: Trim.self)(0)
+        }
+        #endif
     }
 
     /// The rules that apply to a message, in config order.

@@ -13,6 +13,8 @@ public struct Detector: Sendable {
         case valueAfterAssignment
         /// A PEM header: through its `-----END ...-----` line.
         case pemBlock
+        /// The last bytes of the match.
+        case tail(Int)
     }
 
     public var id: String
@@ -21,7 +23,9 @@ public struct Detector: Sendable {
     public var validator: Validator?
     /// When not empty, one of these (case-insensitive) must appear within
     /// `contextWindow` bytes before the match.
-    public var contextWords: [String]
+    public var contextWords: [String] { didSet { contextBytes = contextWords.map { Array($0.lowercased().utf8) } } }
+    /// The context words lowercased, as bytes.
+    private(set) var contextBytes: [[UInt8]]
     public var contextWindow: Int
     public var span: Span
     /// Where two detectors claim overlapping bytes, the higher priority wins.
@@ -34,6 +38,7 @@ public struct Detector: Sendable {
         self.patterns = patterns
         self.validator = validator
         self.contextWords = contextWords
+        self.contextBytes = contextWords.map { Array($0.lowercased().utf8) }
         self.contextWindow = contextWindow
         self.span = span
         self.priority = priority
@@ -41,18 +46,24 @@ public struct Detector: Sendable {
 }
 
 extension Detector {
-    static func p(_ expression: String, caseless: Bool = false) -> PatternSet.Pattern {
-        PatternSet.Pattern(expression, caseless: caseless)
+    static func p(_ expression: String, caseless: Bool = false, maxLength: Int = 128) -> PatternSet.Pattern {
+        PatternSet.Pattern(expression, caseless: caseless, maxLength: maxLength)
+    }
+
+    static func p(_ expression: String, prefilter: String, before: Int, after: Int) -> PatternSet.Pattern {
+        PatternSet.Pattern(expression, prefilter: prefilter, before: before, after: after)
     }
 
     /// The built-in detectors.
     public static let builtIn: [Detector] = [
         Detector(id: "EMAIL", category: .pii, patterns: [
-            p(#"\b[A-Za-z0-9][A-Za-z0-9._%+\-]*@[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?)*\.[A-Za-z]{2,24}\b"#),
+            p(#"\b[A-Za-z0-9][A-Za-z0-9._%+\-]*@[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?)*\.[A-Za-z]{2,24}\b"#,
+              prefilter: "@[A-Za-z0-9]", before: 80, after: 260),
         ], priority: 60),
         Detector(id: "PHONE", category: .pii, patterns: [
             // North American forms: (555) 555-1234, 555-555-1234, 555.555.1234, +1-555-555-1234, 001-555-555-1234x12
-            p(#"(?:\+1[ .\-]?|\b001[ .\-]?|\b1[ .\-])?(?:\([2-9][0-9]{2}\)[ .\-]?|\b[2-9][0-9]{2}[ .\-])[2-9][0-9]{2}[ .\-][0-9]{4}(?:\s?(?:x|ext\.?)\s?[0-9]{1,5})?\b"#),
+            p(#"(?:\+1[ .\-]?|\b001[ .\-]?|\b1[ .\-])?(?:\([2-9][0-9]{2}\)[ .\-]?|\b[2-9][0-9]{2}[ .\-])[2-9][0-9]{2}[ .\-][0-9]{4}(?:\s?(?:x|ext\.?)\s?[0-9]{1,5})?\b"#,
+              prefilter: #"[0-9]{3}[ .\-][0-9]{4}"#, before: 32, after: 16),
             // E.164: +4915123456789
             p(#"\+[1-9][0-9]{7,14}\b"#),
             // International with separators: +44 20 7946 0958, +49 (0)30 123456
@@ -81,28 +92,29 @@ extension Detector {
             p(#"\b(?:[0-9]{1,3}\.){3}[0-9]{1,3}\b"#),
         ], validator: .ipv4, priority: 30),
         Detector(id: "IP_ADDRESS", category: .pii, patterns: [
-            p(#"(?:\b[0-9A-Fa-f]{1,4}|::)(?::[0-9A-Fa-f]{0,4}){2,7}"#),
+            p(#"(?:\b[0-9A-Fa-f]{1,4}|::)(?::[0-9A-Fa-f]{0,4}){2,7}"#, prefilter: "[0-9A-Fa-f]?:[0-9A-Fa-f]{0,4}:", before: 40, after: 40),
         ], validator: .ipv6, priority: 30),
 
         Detector(id: "AWS_ACCESS_KEY", category: .secret, patterns: [
             p(#"\b(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AROA|ANPA|ANVA|APKA)[A-Z0-9]{16}\b"#),
         ], priority: 100),
         Detector(id: "AWS_SECRET_KEY", category: .secret, patterns: [
-            p(#"(?:\b|[/+])[A-Za-z0-9/+]{40}(?:\b|[/+=])"#),
-        ], validator: .awsSecret, contextWords: ["aws", "secret", "secretaccesskey", "secret_access_key"], contextWindow: 100, priority: 95),
+            // A 40-character key, after "aws" or "secret" and a short gap.
+            p(#"(?:aws|secret)[A-Za-z0-9_\-. "':=]{0,40}[^A-Za-z0-9/+][A-Za-z0-9/+]{40}\b"#, caseless: true),
+        ], validator: .awsSecret, span: .tail(40), priority: 95),
         Detector(id: "GITHUB_TOKEN", category: .secret, patterns: [
-            p(#"\bgh[pousr]_[A-Za-z0-9]{36,}\b"#),
-            p(#"\bgithub_pat_[A-Za-z0-9_]{22,}\b"#),
+            p(#"\bgh[pousr]_[A-Za-z0-9]{36,}\b"#, maxLength: 300),
+            p(#"\bgithub_pat_[A-Za-z0-9_]{22,}\b"#, maxLength: 300),
         ], priority: 100),
         Detector(id: "GITLAB_TOKEN", category: .secret, patterns: [
             p(#"\bglpat-[A-Za-z0-9_\-]{20,}"#),
         ], priority: 100),
         Detector(id: "SLACK_TOKEN", category: .secret, patterns: [
-            p(#"\bxox[abposr]-[A-Za-z0-9\-]{10,}"#),
-            p(#"https://hooks\.slack\.com/services/T[A-Za-z0-9_]{6,}/B[A-Za-z0-9_]{6,}/[A-Za-z0-9_]{16,}"#),
+            p(#"\bxox[abposr]-[A-Za-z0-9\-]{10,}"#, maxLength: 300),
+            p(#"https://hooks\.slack\.com/services/T[A-Za-z0-9_]{6,}/B[A-Za-z0-9_]{6,}/[A-Za-z0-9_]{16,}"#, maxLength: 300),
         ], priority: 100),
         Detector(id: "STRIPE_KEY", category: .secret, patterns: [
-            p(#"\b(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,}\b"#),
+            p(#"\b(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,}\b"#, maxLength: 300),
         ], priority: 100),
         Detector(id: "GOOGLE_API_KEY", category: .secret, patterns: [
             p(#"\bAIza[0-9A-Za-z_\-]{35}"#),
@@ -111,10 +123,10 @@ extension Detector {
             p(#"-----BEGIN (?:RSA |EC |DSA |OPENSSH |ENCRYPTED |PGP )?PRIVATE KEY(?: BLOCK)?-----"#),
         ], span: .pemBlock, priority: 100),
         Detector(id: "JWT", category: .secret, patterns: [
-            p(#"\beyJ[A-Za-z0-9_\-]{5,}\.eyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{10,}"#),
+            p(#"\beyJ[A-Za-z0-9_\-]{5,}\.eyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{10,}"#, maxLength: 8192),
         ], validator: .jwt, priority: 100),
         Detector(id: "GENERIC_SECRET", category: .secret, patterns: [
-            p(#"(?:api[_\-]?key|apikey|secret|token|passw(?:or)?d|pwd|auth[_\-]?key|access[_\-]?key|client[_\-]?secret|private[_\-]?key|credential)s?["']?\s{0,3}[:=]\s{0,3}["']?[A-Za-z0-9_\-+/=.~]{16,}"#, caseless: true),
+            p(#"(?:api[_\-]?key|apikey|secret|token|passw(?:or)?d|pwd|auth[_\-]?key|access[_\-]?key|client[_\-]?secret|private[_\-]?key|credential)s?["']?\s{0,3}[:=]\s{0,3}["']?[A-Za-z0-9_\-+/=.~]{16,}"#, caseless: true, maxLength: 400),
         ], validator: .entropy, span: .valueAfterAssignment, priority: 80),
 
         // MCP traffic signatures, for spotting MCP messages in other traffic.

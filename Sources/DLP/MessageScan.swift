@@ -10,10 +10,16 @@ public struct LocatedFinding: Sendable, Equatable {
     public var base64: Bool
 }
 
-/// Walks every string value of a JSON message (not keys), scanning each
-/// whole, with its path; base64 strings that decode to text are scanned
-/// decoded too. Depth is bounded; a scanner error is reported, never
-/// swallowed, so callers can fail closed.
+/// Walks every string value of a JSON message and scans them all: the
+/// strings of a message go into one buffer that the scanner reads in one
+/// pass (a scan per string would cost more than the scanning), each behind
+/// its key written as JSON (`"api_key": "`), so a value is read in its
+/// context and detectors that need one ("secret", "ssn") see it; findings
+/// count only inside values. Base64 strings that decode to text are scanned
+/// decoded too. The buffer is flushed every `chunkBytes`, and a string
+/// larger than that is scanned where it lies, so memory stays bounded
+/// however big the message. Depth is bounded; a scanner error is reported,
+/// never swallowed, so callers can fail closed.
 public struct MessageScan: Sendable {
     public enum Failure: Error, Equatable, CustomStringConvertible {
         case tooDeep(Int)
@@ -29,50 +35,172 @@ public struct MessageScan: Sendable {
 
     let scanner: Scanner
     let maxDepth: Int
+    let chunkBytes: Int
     /// Strings shorter than this hold nothing any detector finds.
     static let minimumLength = 6
 
-    public init(scanner: Scanner, maxDepth: Int) {
+    public init(scanner: Scanner, maxDepth: Int, chunkBytes: Int = 256 << 10) {
         self.scanner = scanner
         self.maxDepth = maxDepth
+        self.chunkBytes = chunkBytes
     }
 
     public func findings(in json: JSON, path: String = "$") throws(Failure) -> [LocatedFinding] {
+        var walk = Walk(scan: self, root: path)
+        try walk.visit(json, node: 0, depth: 0)
+        try walk.flush()
+        return walk.out
+    }
+
+    /// One step of a JSON path: a key or an array index.
+    enum Step {
+        case root
+        case key(String)
+        case index(Int)
+    }
+
+    /// One scanned string in the buffer: where its value lies, and which
+    /// path node it is.
+    struct Segment {
+        var start: Int
+        var end: Int
+        var node: Int
+        var base64: Bool
+    }
+
+    /// The state of one message's walk. Paths are kept as parent links and
+    /// written out only for strings that hold a finding.
+    struct Walk {
+        let scan: MessageScan
+        let root: String
+        var nodes: [(parent: Int, step: Step)] = [(-1, .root)]
+        var buffer: [UInt8] = []
+        var segments: [Segment] = []
         var out: [LocatedFinding] = []
-        try walk(json, path: path, depth: 0, into: &out)
-        return out
-    }
 
-    func walk(_ json: JSON, path: String, depth: Int, into out: inout [LocatedFinding]) throws(Failure) {
-        guard depth <= maxDepth else { throw .tooDeep(maxDepth) }
-        switch json {
-        case .string(let text):
-            try scan(text, path: path, into: &out)
-        case .array(let items):
-            for (index, item) in items.enumerated() { try walk(item, path: "\(path)[\(index)]", depth: depth + 1, into: &out) }
-        case .object(let object):
-            for (key, value) in object { try walk(value, path: Self.child(path, key), depth: depth + 1, into: &out) }
-        case .number, .bool, .null:
-            break
+        init(scan: MessageScan, root: String) {
+            self.scan = scan
+            self.root = root
         }
-    }
 
-    func scan(_ text: String, path: String, into out: inout [LocatedFinding]) throws(Failure) {
-        var text = text
-        guard text.utf8.count >= Self.minimumLength else { return }
-        let found: [Finding]
-        do {
-            found = try text.withUTF8 { buffer throws(PatternSet.ScanError) in try scanner.scan(UnsafeRawBufferPointer(buffer)) }
-        } catch let error as PatternSet.ScanError {
-            throw .scanner(error.description)
-        } catch {
-            throw .scanner("\(error)")
+        mutating func visit(_ json: JSON, node: Int, depth: Int) throws(Failure) {
+            guard depth <= scan.maxDepth else { throw .tooDeep(scan.maxDepth) }
+            switch json {
+            case .string(let text):
+                try add(text, key: nil, node: node)
+            case .array(let items):
+                for (index, item) in items.enumerated() {
+                    if case .string(let text) = item, text.utf8.count < MessageScan.minimumLength { continue }
+                    if case .number = item { continue }
+                    nodes.append((node, .index(index)))
+                    try visit(item, node: nodes.count - 1, depth: depth + 1)
+                }
+            case .object(let object):
+                for (key, value) in object {
+                    switch value {
+                    case .string(let text):
+                        guard text.utf8.count >= MessageScan.minimumLength else { continue }
+                        nodes.append((node, .key(key)))
+                        try add(text, key: key, node: nodes.count - 1)
+                    case .array, .object:
+                        nodes.append((node, .key(key)))
+                        try visit(value, node: nodes.count - 1, depth: depth + 1)
+                    case .number, .bool, .null:
+                        continue
+                    }
+                }
+            case .number, .bool, .null:
+                break
+            }
         }
-        out += found.map { LocatedFinding(finding: $0, path: path, base64: false) }
-        if let decoded = Self.base64Text(text) {
-            let inner: [Finding]
-            do { inner = try scanner.scan(decoded) } catch { throw .scanner(error.description) }
-            out += inner.map { LocatedFinding(finding: $0, path: path + "(base64)", base64: true) }
+
+        /// Queues a string (behind its key, if any) and its base64 text.
+        mutating func add(_ text: String, key: String?, node: Int) throws(Failure) {
+            var text = text
+            let count = text.utf8.count
+            guard count >= MessageScan.minimumLength else { return }
+            if count >= scan.chunkBytes {
+                // Too big to copy: scanned where it lies, on its own.
+                try flush()
+                let found: [Finding]
+                do {
+                    found = try text.withUTF8 { bytes throws(PatternSet.ScanError) in try scan.scanner.scan(UnsafeRawBufferPointer(bytes)) }
+                } catch let error as PatternSet.ScanError {
+                    throw .scanner(error.description)
+                } catch {
+                    throw .scanner("\(error)")
+                }
+                let path = self.path(node)
+                out += found.map { LocatedFinding(finding: $0, path: path, base64: false) }
+            } else {
+                append(text.utf8, key: key, node: node, base64: false)
+            }
+            if let decoded = MessageScan.base64Text(text) {
+                if decoded.count >= scan.chunkBytes { try flush() }
+                append(decoded, key: key, node: node, base64: true)
+            }
+            if buffer.count >= scan.chunkBytes { try flush() }
+        }
+
+        mutating func append(_ bytes: some Collection<UInt8>, key: String?, node: Int, base64: Bool) {
+            // A NUL between strings: no detector reads across it.
+            buffer.append(0)
+            if let key {
+                buffer.append(0x22)
+                buffer.append(contentsOf: key.utf8)
+                buffer.append(contentsOf: [0x22, 0x3A, 0x20, 0x22])
+            }
+            let start = buffer.count
+            buffer.append(contentsOf: bytes)
+            segments.append(Segment(start: start, end: buffer.count, node: node, base64: base64))
+            buffer.append(0x22)
+        }
+
+        /// Scans what is queued and files each finding under its string;
+        /// what falls outside a value (in a key) does not count.
+        mutating func flush() throws(Failure) {
+            guard !segments.isEmpty else { return }
+            defer {
+                buffer.removeAll(keepingCapacity: true)
+                segments.removeAll(keepingCapacity: true)
+            }
+            let found: [Finding]
+            do {
+                found = try scan.scanner.scan(buffer)
+            } catch {
+                throw .scanner(error.description)
+            }
+            var index = 0
+            for finding in found {
+                // Findings come in order of position, like the segments.
+                while index < segments.count, segments[index].end < finding.end { index += 1 }
+                guard index < segments.count else { break }
+                let segment = segments[index]
+                guard finding.start >= segment.start, finding.end <= segment.end else { continue }
+                var local = finding
+                local.start -= segment.start
+                local.end -= segment.start
+                let path = self.path(segment.node)
+                out.append(LocatedFinding(finding: local, path: segment.base64 ? path + "(base64)" : path, base64: segment.base64))
+            }
+        }
+
+        func path(_ node: Int) -> String {
+            var steps: [Step] = []
+            var current = node
+            while current > 0 {
+                steps.append(nodes[current].step)
+                current = nodes[current].parent
+            }
+            var path = root
+            for step in steps.reversed() {
+                switch step {
+                case .key(let key): path = MessageScan.child(path, key)
+                case .index(let index): path += "[\(index)]"
+                case .root: break
+                }
+            }
+            return path
         }
     }
 

@@ -6,16 +6,38 @@ import Darwin
 #endif
 import Synchronization
 
-/// A compiled Hyperscan database of many patterns, scanned in one pass.
-/// Scratch space is per concurrent scan: a small pool hands it out, so
-/// scans on different threads never share one.
+/// Many patterns compiled for Hyperscan, scanned in two passes: the first
+/// runs every pattern at once without start-of-match tracking (several
+/// times faster), the second finds where each match starts by scanning a
+/// short window before its end with that pattern's own start-tracking
+/// database. Scratch space is per concurrent scan: a small pool hands it
+/// out, so scans on different threads never share one.
 public final class PatternSet: @unchecked Sendable {
     public struct Pattern: Sendable {
         public var expression: String
         public var caseless: Bool
-        public init(_ expression: String, caseless: Bool = false) {
+        /// A cheaper expression for the first pass, found inside every
+        /// match (for an email, its `@`); nil means the expression itself.
+        public var prefilter: String?
+        /// The window the second pass scans around a first-pass end: this
+        /// many bytes before it and after it. Without a prefilter, `before`
+        /// is the longest match that gets its exact start.
+        public var before: Int
+        public var after: Int
+
+        public init(_ expression: String, caseless: Bool = false, maxLength: Int = 128) {
             self.expression = expression
             self.caseless = caseless
+            self.before = maxLength
+            self.after = 0
+        }
+
+        public init(_ expression: String, caseless: Bool = false, prefilter: String, before: Int, after: Int) {
+            self.expression = expression
+            self.caseless = caseless
+            self.prefilter = prefilter
+            self.before = before
+            self.after = after
         }
     }
 
@@ -30,55 +52,73 @@ public final class PatternSet: @unchecked Sendable {
         public var description: String { "Hyperscan scan failed (\(code))" }
     }
 
-    /// One raw match: which pattern, and its leftmost start and end (bytes).
+    /// One match: which pattern, and its leftmost start and end (bytes).
     public struct Match: Sendable, Equatable {
         public var pattern: Int
         public var start: Int
         public var end: Int
     }
 
-    // Immutable after init; Hyperscan databases are safe to share.
-    private let database: OpaquePointer
-    private let prototype: OpaquePointer
-    private let spare = Mutex<[Scratch]>([])
-
     /// Hyperscan scratch space; used by one scan at a time.
     struct Scratch: @unchecked Sendable {
         let pointer: OpaquePointer
     }
+
+    // Immutable after init; Hyperscan databases are safe to share.
+    private let prefilter: OpaquePointer
+    private let confirm: [OpaquePointer]
+    private let windows: [(before: Int, after: Int)]
+    private let prototype: OpaquePointer
+    private let spare = Mutex<[Scratch]>([])
     public let count: Int
 
     public init(_ patterns: [Pattern]) throws(CompileError) {
         count = patterns.count
-        let expressions = patterns.map { strdup($0.expression) }
-        defer { expressions.forEach { free($0) } }
-        let flags = patterns.map { UInt32(HS_FLAG_SOM_LEFTMOST) | ($0.caseless ? UInt32(HS_FLAG_CASELESS) : 0) }
-        let ids = (0..<patterns.count).map(UInt32.init)
+        windows = patterns.map { ($0.before, $0.after) }
+        let caseless = UInt32(HS_FLAG_CASELESS)
+        prefilter = try Self.compile(patterns.map { $0.prefilter ?? $0.expression }, flags: patterns.map { $0.caseless ? caseless : 0 }, offset: 0)
+        var confirm: [OpaquePointer] = []
+        for (index, pattern) in patterns.enumerated() {
+            do {
+                confirm.append(try Self.compile([pattern.expression], flags: [UInt32(HS_FLAG_SOM_LEFTMOST) | (pattern.caseless ? caseless : 0)], offset: index))
+            } catch {
+                confirm.forEach { hs_free_database($0) }
+                throw error
+            }
+        }
+        self.confirm = confirm
+        var scratch: OpaquePointer?
+        for database in [prefilter] + confirm {
+            guard hs_alloc_scratch(database, &scratch) == HS_SUCCESS else {
+                throw CompileError(index: -1, message: "could not allocate scratch space")
+            }
+        }
+        self.prototype = scratch!
+    }
+
+    static func compile(_ expressions: [String], flags: [UInt32], offset: Int) throws(CompileError) -> OpaquePointer {
+        let copies = expressions.map { strdup($0) }
+        defer { copies.forEach { free($0) } }
+        let ids = (0..<expressions.count).map { UInt32($0 + offset) }
         var database: OpaquePointer?
         var error: UnsafeMutablePointer<hs_compile_error_t>?
-        let status = expressions.map { UnsafePointer($0) }.withUnsafeBufferPointer { exprs in
-            hs_compile_multi(exprs.baseAddress, flags, ids, UInt32(patterns.count), UInt32(HS_MODE_BLOCK),
-                             nil, &database, &error)
+        let status = copies.map { UnsafePointer($0) }.withUnsafeBufferPointer { exprs in
+            hs_compile_multi(exprs.baseAddress, flags, ids, UInt32(expressions.count), UInt32(HS_MODE_BLOCK), nil, &database, &error)
         }
         guard status == HS_SUCCESS, let database else {
             let message = error.flatMap { $0.pointee.message.map { String(cString: $0) } } ?? "compile failed (\(status))"
-            let index = Int(error?.pointee.expression ?? -1)
+            let index = offset + Int(error?.pointee.expression ?? 0)
             if let error { hs_free_compile_error(error) }
             throw CompileError(index: index, message: message)
         }
-        var scratch: OpaquePointer?
-        guard hs_alloc_scratch(database, &scratch) == HS_SUCCESS, let scratch else {
-            hs_free_database(database)
-            throw CompileError(index: -1, message: "could not allocate scratch space")
-        }
-        self.database = database
-        self.prototype = scratch
+        return database
     }
 
     deinit {
         for scratch in spare.withLock({ $0 }) { hs_free_scratch(scratch.pointer) }
         hs_free_scratch(prototype)
-        hs_free_database(database)
+        hs_free_database(prefilter)
+        confirm.forEach { hs_free_database($0) }
     }
 
     private final class Collector {
@@ -88,25 +128,54 @@ public final class PatternSet: @unchecked Sendable {
         init(limit: Int) { self.limit = limit }
     }
 
-    /// Every match in `bytes`, in the order Hyperscan reports them (by
-    /// end offset). Stops collecting at `limit` matches.
+    private final class WindowMatches {
+        var found: [(start: Int, end: Int)] = []
+    }
+
+    /// Every match in `bytes`: each pattern's ends, each with its leftmost
+    /// start. Stops collecting at `limit` matches.
     public func scan(_ bytes: UnsafeRawBufferPointer, limit: Int = 100_000) throws(ScanError) -> (matches: [Match], overflowed: Bool) {
-        guard !bytes.isEmpty else { return ([], false) }
+        guard !bytes.isEmpty, let base = bytes.baseAddress?.assumingMemoryBound(to: CChar.self) else { return ([], false) }
         let scratch = try takeScratch()
         defer { spare.withLock { $0.append(scratch) } }
         let collector = Collector(limit: limit)
-        let context = Unmanaged.passUnretained(collector).toOpaque()
-        let status = hs_scan(database, bytes.baseAddress?.assumingMemoryBound(to: CChar.self), UInt32(bytes.count), 0, scratch.pointer, { id, from, to, _, context in
+        let status = hs_scan(prefilter, base, UInt32(bytes.count), 0, scratch.pointer, { id, _, to, _, context in
             let collector = Unmanaged<Collector>.fromOpaque(context!).takeUnretainedValue()
             guard collector.matches.count < collector.limit else {
                 collector.overflowed = true
                 return 1
             }
-            collector.matches.append(Match(pattern: Int(id), start: Int(from), end: Int(to)))
+            collector.matches.append(Match(pattern: Int(id), start: -1, end: Int(to)))
             return 0
-        }, context)
+        }, Unmanaged.passUnretained(collector).toOpaque())
         guard status == HS_SUCCESS || status == HS_SCAN_TERMINATED else { throw ScanError(code: status) }
-        return (collector.matches, collector.overflowed)
+        // Second pass: each match with its start, from a window around
+        // each first-pass end; one match found from several ends counts once.
+        let window = WindowMatches()
+        let context = Unmanaged.passUnretained(window).toOpaque()
+        var seen = Set<Int>()
+        var matches: [Match] = []
+        for anchor in collector.matches {
+            let (before, after) = windows[anchor.pattern]
+            let from = max(0, anchor.end - before)
+            let to = min(bytes.count, anchor.end + after)
+            window.found.removeAll(keepingCapacity: true)
+            let status = hs_scan(confirm[anchor.pattern], base + from, UInt32(to - from), 0, scratch.pointer, { _, start, end, _, context in
+                Unmanaged<WindowMatches>.fromOpaque(context!).takeUnretainedValue().found.append((Int(start), Int(end)))
+                return 0
+            }, context)
+            guard status == HS_SUCCESS else { throw ScanError(code: status) }
+            for (start, end) in window.found {
+                // Hash of pattern, start, end: cheap identity for deduplication.
+                var hasher = Hasher()
+                hasher.combine(anchor.pattern)
+                hasher.combine(from + start)
+                hasher.combine(from + end)
+                guard seen.insert(hasher.finalize()).inserted else { continue }
+                matches.append(Match(pattern: anchor.pattern, start: from + start, end: from + end))
+            }
+        }
+        return (matches, collector.overflowed)
     }
 
     private func takeScratch() throws(ScanError) -> Scratch {

@@ -55,32 +55,33 @@ public final class Scanner: Sendable {
 
     /// The confirmed findings in `bytes`, in order of position.
     public func scan(_ bytes: UnsafeRawBufferPointer) throws(PatternSet.ScanError) -> [Finding] {
-        let (raw, _) = try patternSet.scan(bytes, limit: maxFindings * 8)
+        var (raw, _) = try patternSet.scan(bytes, limit: maxFindings * 8)
         guard !raw.isEmpty else { return [] }
-        // Candidates per detector and start: the longest end first.
-        var byStart: [Int: [Int: Int]] = [:] // detector -> start -> index in `ends`
-        var candidates: [(detector: Int, start: Int, ends: [Int])] = []
-        for match in raw {
-            let detector = owner[match.pattern]
-            if let index = byStart[detector]?[match.start] {
-                candidates[index].ends.append(match.end)
-            } else {
-                byStart[detector, default: [:]][match.start] = candidates.count
-                candidates.append((detector, match.start, [match.end]))
-            }
+        // By start, then detector, then the longest end first: each
+        // detector's candidates at one start are tried longest first.
+        for index in raw.indices { raw[index].pattern = owner[raw[index].pattern] }
+        raw.sort { a, b in
+            a.start != b.start ? a.start < b.start : a.pattern != b.pattern ? a.pattern < b.pattern : a.end > b.end
         }
-        candidates.sort { $0.start != $1.start ? $0.start < $1.start : $0.detector < $1.detector }
         var confirmed: [(finding: Finding, priority: Int)] = []
-        var reachedBy: [Int: Int] = [:] // detector -> end of its last finding
-        for candidate in candidates {
-            let detector = detectors[candidate.detector]
-            if let reached = reachedBy[candidate.detector], candidate.start < reached { continue }
-            for end in Set(candidate.ends).sorted(by: >) {
-                guard let span = confirm(detector, start: candidate.start, end: end, in: bytes) else { continue }
-                confirmed.append((Finding(detector: detector.id, start: span.start, end: span.end), detector.priority))
-                reachedBy[candidate.detector] = span.end
-                break
+        var reachedBy = [Int](repeating: -1, count: detectors.count) // end of each detector's last finding
+        var index = 0
+        while index < raw.count {
+            let detectorIndex = raw[index].pattern, start = raw[index].start
+            var next = index
+            while next < raw.count, raw[next].pattern == detectorIndex, raw[next].start == start { next += 1 }
+            if start >= reachedBy[detectorIndex] {
+                let detector = detectors[detectorIndex]
+                var previousEnd = -1
+                for candidate in raw[index..<next] where candidate.end != previousEnd {
+                    previousEnd = candidate.end
+                    guard let span = confirm(detector, start: start, end: candidate.end, in: bytes) else { continue }
+                    confirmed.append((Finding(detector: detector.id, start: span.start, end: span.end), detector.priority))
+                    reachedBy[detectorIndex] = span.end
+                    break
+                }
             }
+            index = next
             if confirmed.count >= maxFindings * 2 { break }
         }
         return Self.resolveOverlaps(confirmed, limit: maxFindings)
@@ -100,6 +101,7 @@ public final class Scanner: Sendable {
         var start = start, end = end
         switch detector.span {
         case .match: break
+        case .tail(let length): start = max(start, end - length)
         case .valueAfterAssignment:
             guard let assignment = (start..<end).last(where: { bytes[$0] == 0x3A || bytes[$0] == 0x3D }) else { return nil }
             start = assignment + 1
@@ -126,10 +128,25 @@ public final class Scanner: Sendable {
         return (start, end)
     }
 
+    /// Whether a context word appears (case-insensitively) in the window
+    /// before `start`, within the same string: a NUL ends the window.
     static func hasContext(_ detector: Detector, before start: Int, in bytes: UnsafeRawBufferPointer) -> Bool {
-        let from = max(0, start - detector.contextWindow)
-        let window = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[from..<start]), as: UTF8.self).lowercased()
-        return detector.contextWords.contains { window.contains($0) }
+        var from = start
+        let limit = max(0, start - detector.contextWindow)
+        while from > limit, bytes[from - 1] != 0 { from -= 1 }
+        return detector.contextBytes.contains { word in
+            guard word.count <= start - from else { return false }
+            var position = from
+            while position + word.count <= start {
+                var index = 0
+                while index < word.count, bytes[position + index] | (bytes[position + index] >= 0x41 && bytes[position + index] <= 0x5A ? 0x20 : 0) == word[index] {
+                    index += 1
+                }
+                if index == word.count { return true }
+                position += 1
+            }
+            return false
+        }
     }
 
     /// Where findings of different detectors overlap, the higher priority

@@ -35,6 +35,8 @@ public enum Validator: String, Sendable, CaseIterable {
         bytes.compactMap { $0 >= 0x30 && $0 <= 0x39 ? $0 - 0x30 : nil }
     }
 
+    static func isDigit(_ byte: UInt8) -> Bool { byte >= 0x30 && byte <= 0x39 }
+
     static func luhn(_ digits: [UInt8]) -> Bool {
         guard digits.count >= 2 else { return false }
         var sum = 0
@@ -50,22 +52,41 @@ public enum Validator: String, Sendable, CaseIterable {
     }
 
     /// 13-19 digits, Luhn-valid, an issuer prefix in use, and the same
-    /// separator throughout (or none).
+    /// separator throughout (or none). No allocation: this runs on every
+    /// long run of digits.
     static func creditCard(_ bytes: ArraySlice<UInt8>) -> Bool {
-        let separators = Set(bytes.filter { $0 == 0x20 || $0 == 0x2D })
-        guard separators.count <= 1 else { return false }
-        let d = digits(bytes)
-        guard (13...19).contains(d.count), luhn(d) else { return false }
-        guard Set(d).count > 1 else { return false }
-        let prefix2 = Int(d[0]) * 10 + Int(d[1])
-        let prefix4 = prefix2 * 100 + Int(d[2]) * 10 + Int(d[3])
-        switch d[0] {
+        var separator: UInt8 = 0
+        var count = 0, sum = 0, seen: UInt16 = 0, prefix = 0
+        for byte in bytes.reversed() {
+            if isDigit(byte) {
+                var value = Int(byte - 0x30)
+                seen |= 1 << value
+                if count % 2 == 1 {
+                    value *= 2
+                    if value > 9 { value -= 9 }
+                }
+                sum += value
+                count += 1
+            } else if byte == 0x20 || byte == 0x2D {
+                if separator == 0 { separator = byte } else if separator != byte { return false }
+            } else {
+                return false
+            }
+        }
+        guard (13...19).contains(count), sum % 10 == 0, seen.nonzeroBitCount > 1 else { return false }
+        var taken = 0
+        for byte in bytes where isDigit(byte) && taken < 4 {
+            prefix = prefix * 10 + Int(byte - 0x30)
+            taken += 1
+        }
+        let prefix2 = prefix / 100
+        switch prefix / 1000 {
         case 4: return true // Visa
         case 5: return (51...55).contains(prefix2) // Mastercard
-        case 2: return (2221...2720).contains(prefix4) // Mastercard 2-series
-        case 3: return prefix2 == 34 || prefix2 == 37 || (3528...3589).contains(prefix4) || prefix2 == 36 || prefix2 == 38 || prefix2 == 30 || prefix2 == 39
-        case 6: return prefix4 == 6011 || prefix2 == 65 || (644...649).contains(prefix4 / 10) || prefix2 == 62
-        case 1: return d.count == 15 // UATP
+        case 2: return (2221...2720).contains(prefix) // Mastercard 2-series
+        case 3: return prefix2 == 34 || prefix2 == 37 || (3528...3589).contains(prefix) || prefix2 == 36 || prefix2 == 38 || prefix2 == 30 || prefix2 == 39
+        case 6: return prefix == 6011 || prefix2 == 65 || (644...649).contains(prefix / 10) || prefix2 == 62
+        case 1: return count == 15 // UATP
         default: return false
         }
     }
@@ -83,13 +104,18 @@ public enum Validator: String, Sendable, CaseIterable {
 
     /// Known country and length, then ISO 13616's mod-97 check.
     static func iban(_ bytes: ArraySlice<UInt8>) -> Bool {
-        let compact = bytes.filter { $0 != 0x20 }
-        guard compact.count >= 15, compact.count <= 34 else { return false }
+        var compact: [UInt8] = []
+        compact.reserveCapacity(34)
+        for byte in bytes where byte != 0x20 {
+            guard compact.count < 34 else { return false }
+            compact.append(byte)
+        }
+        guard compact.count >= 15 else { return false }
         let country = String(decoding: compact.prefix(2), as: UTF8.self)
         guard let length = ibanLengths[country], length == compact.count else { return false }
-        let rearranged = Array(compact.dropFirst(4)) + Array(compact.prefix(4))
         var remainder = 0
-        for byte in rearranged {
+        for index in 0..<compact.count {
+            let byte = compact[(index + 4) % compact.count]
             switch byte {
             case 0x30...0x39: remainder = (remainder * 10 + Int(byte - 0x30)) % 97
             case 0x41...0x5A: remainder = (remainder * 100 + Int(byte - 0x41 + 10)) % 97
@@ -102,17 +128,24 @@ public enum Validator: String, Sendable, CaseIterable {
     /// Area 001-899 but not 666, group 01-99, serial 0001-9999, one kind
     /// of separator, and not a well-known sample number.
     static func ssn(_ bytes: ArraySlice<UInt8>) -> Bool {
-        let separators = bytes.filter { $0 == 0x20 || $0 == 0x2D }
-        guard separators.isEmpty || (separators.count == 2 && separators[0] == separators[1]) else { return false }
-        let d = digits(bytes).map(Int.init)
-        guard d.count == 9 else { return false }
-        let area = d[0] * 100 + d[1] * 10 + d[2]
-        let group = d[3] * 10 + d[4]
-        let serial = d[5] * 1000 + d[6] * 100 + d[7] * 10 + d[8]
+        var separator: UInt8 = 0, separators = 0
+        var number = 0, count = 0, seen: UInt16 = 0
+        for byte in bytes {
+            if isDigit(byte) {
+                number = number * 10 + Int(byte - 0x30)
+                seen |= 1 << (byte - 0x30)
+                count += 1
+            } else if byte == 0x20 || byte == 0x2D {
+                if separator == 0 { separator = byte } else if separator != byte { return false }
+                separators += 1
+            } else {
+                return false
+            }
+        }
+        guard count == 9, separators == 0 || separators == 2, seen.nonzeroBitCount > 1 else { return false }
+        let area = number / 1_000_000, group = number / 10_000 % 100, serial = number % 10_000
         guard area != 0, area != 666, area < 900, group != 0, serial != 0 else { return false }
-        guard Set(d).count > 1 else { return false }
-        let number = d.map(String.init).joined()
-        return !["078051120", "219099999", "123456789", "987654320"].contains(number)
+        return ![78_051_120, 219_099_999, 123_456_789, 987_654_320].contains(number)
     }
 
     /// Two prefix letters from the allowed sets, not a reserved pair.
@@ -125,30 +158,87 @@ public enum Validator: String, Sendable, CaseIterable {
         return !["BG", "GB", "KN", "NK", "NT", "TN", "ZZ"].contains(prefix)
     }
 
+    /// Four decimal parts 0-255, without leading zeros.
     static func ipv4(_ bytes: ArraySlice<UInt8>) -> Bool {
-        let parts = bytes.split(separator: 0x2E, omittingEmptySubsequences: false)
-        guard parts.count == 4 else { return false }
-        for part in parts {
-            guard (1...3).contains(part.count), let value = Int(String(decoding: part, as: UTF8.self)), value <= 255 else { return false }
-            if part.count > 1, part.first == 0x30 { return false }
+        var parts = 0, value = 0, digits = 0, leadingZero = false
+        for byte in bytes {
+            if isDigit(byte) {
+                if digits == 0 { leadingZero = byte == 0x30 } else if leadingZero { return false }
+                value = value * 10 + Int(byte - 0x30)
+                digits += 1
+                guard digits <= 3, value <= 255 else { return false }
+            } else if byte == 0x2E {
+                guard digits > 0 else { return false }
+                parts += 1
+                value = 0
+                digits = 0
+            } else {
+                return false
+            }
         }
-        return true
+        return digits > 0 && parts == 3
     }
 
+    /// RFC 4291 text form: eight groups of 1-4 hex digits, or fewer with
+    /// one `::`, optionally ending in dotted IPv4; at least three groups
+    /// written (`::` or `1::` alone say nothing).
     static func ipv6(_ bytes: ArraySlice<UInt8>) -> Bool {
-        let text = String(decoding: bytes, as: UTF8.self)
-        guard text.contains(":"), text.filter({ $0 == ":" }).count >= 2 else { return false }
-        var address = in6_addr()
-        guard inet_pton(AF_INET6, text, &address) == 1 else { return false }
-        // "::" or "1::" alone say nothing; a real address has several groups.
-        return text.split(separator: ":").count >= 3
+        var groups = 0, hexDigits = 0, compressed = false
+        var index = bytes.startIndex
+        let end = bytes.endIndex
+        if index < end, bytes[index] == 0x3A {
+            guard index + 1 < end, bytes[index + 1] == 0x3A else { return false }
+            compressed = true
+            index += 2
+        }
+        var groupStart = index
+        while index < end {
+            let byte = bytes[index]
+            if isDigit(byte) || (byte | 0x20 >= 0x61 && byte | 0x20 <= 0x66) {
+                hexDigits += 1
+                guard hexDigits <= 4 else { return false }
+                index += 1
+            } else if byte == 0x3A {
+                guard hexDigits > 0 else { return false }
+                groups += 1
+                hexDigits = 0
+                index += 1
+                if index < end, bytes[index] == 0x3A {
+                    guard !compressed else { return false }
+                    compressed = true
+                    index += 1
+                }
+                groupStart = index
+            } else if byte == 0x2E {
+                // The last 32 bits as IPv4.
+                guard ipv4(bytes[groupStart..<end]) else { return false }
+                groups += 2
+                hexDigits = 0
+                index = end
+                break
+            } else {
+                return false
+            }
+        }
+        if hexDigits > 0 { groups += 1 }
+        let lastIsColon = bytes.last == 0x3A
+        if lastIsColon, !compressed { return false }
+        if lastIsColon, bytes.count >= 2, bytes[bytes.endIndex - 2] != 0x3A { return false }
+        guard compressed ? groups <= 7 : groups == 8 else { return false }
+        return groups >= 3
     }
 
-    /// 7-15 digits, and not one digit repeated.
+    /// 7-15 digits (before an extension), and not one or two digits repeated.
     static func phone(_ bytes: ArraySlice<UInt8>) -> Bool {
-        var d = digits(bytes)
-        if let x = bytes.firstIndex(where: { $0 == 0x78 || $0 == 0x65 }) { d = digits(bytes[..<x]) } // before an extension
-        return (7...15).contains(d.count) && Set(d).count > 2
+        var count = 0, seen: UInt16 = 0
+        for byte in bytes {
+            if byte == 0x78 || byte == 0x65 { break } // x, ext
+            if isDigit(byte) {
+                count += 1
+                seen |= 1 << (byte - 0x30)
+            }
+        }
+        return (7...15).contains(count) && seen.nonzeroBitCount > 2
     }
 
     /// A JWT's header decodes to a JSON object with `alg`.
