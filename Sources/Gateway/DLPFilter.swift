@@ -21,12 +21,23 @@ extension PortalSession {
     /// the block error naming the rule and profile.
     func screen(_ json: JSON, direction: DLPDirection, server: String, tool: String?, method: String,
                 path: String, executionID: String?) async throws -> Screened {
+        try await withCheckedThrowingContinuation { continuation in
+            startScreen(json, direction: direction, server: server, tool: tool, method: method, path: path, executionID: executionID) {
+                continuation.resume(with: $0.mapError { $0 as any Error })
+            }
+        }
+    }
+
+    /// ``screen`` with a completion: at once when no rule applies, else
+    /// once the audit records of the rules that fired are written.
+    func startScreen(_ json: JSON, direction: DLPDirection, server: String, tool: String?, method: String,
+                     path: String, executionID: String?, completion: @escaping @Sendable (Result<Screened, JSONRPCError>) -> Void) {
         let dlp = gateway.dlp
-        guard !dlp.config.rules.isEmpty else { return .pass(json) }
+        guard !dlp.config.rules.isEmpty else { return completion(.success(.pass(json))) }
         let toolName = tool.map { ToolNaming.exposedName(server: server, tool: $0) }
         let context = DLPContext(portal: portal.id, server: server, tool: toolName, groups: principal.groups, direction: direction)
         let rules = dlp.rules(for: context)
-        guard !rules.isEmpty else { return .pass(json) }
+        guard !rules.isEmpty else { return completion(.success(.pass(json))) }
         let inspection = dlp.inspect(json, rules: rules, path: path)
         let part = direction == .toServer ? "the arguments" : "the result"
         var blockError: JSONRPCError?
@@ -46,6 +57,7 @@ extension PortalSession {
             gateway.logger.warning("DLP could not check a message", metadata: [
                 "portal": "\(portal.id)", "upstream.id": "\(server)", "error": "\(failure)", "blocked": "\(blockError != nil)"])
         }
+        var events: [AuditEvent] = []
         for hit in inspection.hits {
             var event = AuditEvent(kind: .dlp, portal: portal.id, sessionID: id, principal: principal.subject, server: server,
                                    tool: tool, method: method, outcome: hit.rule.action == .block ? .denied : .ok)
@@ -53,7 +65,7 @@ extension PortalSession {
             detail["direction"] = .string(direction.rawValue)
             event.detail = detail.text
             event.executionID = executionID
-            try await gateway.record(event)
+            events.append(event)
         }
         if inspection.hits.isEmpty, let failure = inspection.failure, let rule = inspection.blockedBy {
             var event = AuditEvent(kind: .dlp, portal: portal.id, sessionID: id, principal: principal.subject, server: server,
@@ -61,9 +73,9 @@ extension PortalSession {
             event.detail = JSON.object(["rule": .string(rule.id), "profile": .string(rule.profile), "action": "block",
                                         "direction": .string(direction.rawValue)]).text
             event.executionID = executionID
-            try await gateway.record(event)
+            events.append(event)
         }
-        if let blockError { return .blocked(blockError) }
-        return .pass(inspection.redacted ?? json)
+        let screened: Screened = blockError.map { .blocked($0) } ?? .pass(inspection.redacted ?? json)
+        gateway.record(events) { error in completion(error.map { .failure($0) } ?? .success(screened)) }
     }
 }

@@ -89,6 +89,36 @@ public final class Gateway: Sendable {
         }
     }
 
+    /// ``record(_:)`` with a completion: nil once the record is durable, or
+    /// the error the client gets.
+    func record(_ event: AuditEvent, then completion: @escaping @Sendable (JSONRPCError?) -> Void) {
+        audit.record(event) { [logger] error in
+            guard let error else { return completion(nil) }
+            logger.error("audit write failed; failing the request closed", metadata: ["error": "\(error)"])
+            completion(JSONRPCError.internalError("audit log unavailable; request refused"))
+        }
+    }
+
+    /// Several records at once (they share a batch); `completion` runs once
+    /// all are durable, or with the first failure.
+    func record(_ events: [AuditEvent], then completion: @escaping @Sendable (JSONRPCError?) -> Void) {
+        guard events.count > 1 else {
+            guard let event = events.first else { return completion(nil) }
+            return record(event, then: completion)
+        }
+        let outstanding = Mutex((count: events.count, failure: JSONRPCError?.none))
+        for event in events {
+            record(event) { error in
+                let done = outstanding.withLock { state -> (Bool, JSONRPCError?) in
+                    state.count -= 1
+                    if state.failure == nil { state.failure = error }
+                    return (state.count == 0, state.failure)
+                }
+                if done.0 { completion(done.1) }
+            }
+        }
+    }
+
     let callCounter = Mutex<[String: (Counter, Counter, Metrics.Timer)]>([:])
 
     func metrics(server: String, tool: String) -> (calls: Counter, errors: Counter, latency: Metrics.Timer) {

@@ -122,6 +122,25 @@ public final class PortalSession: Sendable {
         }
     }
 
+    /// The same for callers on an event loop: `completion` runs once with
+    /// the response (nil for notifications and responses). A call of an
+    /// upstream tool starts here and completes from the thread that has
+    /// its answer, with no task on the way; everything else runs in a task.
+    public func handle(_ message: JSONRPCMessage, completion: @escaping @Sendable (JSONRPCMessage?) -> Void) {
+        if message.kind == .request, message.method == MCP.Method.toolsCall, !codeMode, protocolVersion != nil,
+           let params = message.params?.objectValue, let name = try? Self.toolName(params), !Self.isPortalTool(name) {
+            let id = message.id ?? .null
+            startInvoke(name: name, params: params, downstreamID: id, relatedTo: id, executionID: nil) { result in
+                switch result {
+                case .success(let response): completion(response)
+                case .failure(let error): completion(.error(id: id, error))
+                }
+            }
+            return
+        }
+        Task { completion(await handle(message)) }
+    }
+
     func handleRequest(_ message: JSONRPCMessage) async throws -> JSONRPCMessage {
         let id = message.id ?? .null
         let method = message.method ?? ""
@@ -256,10 +275,7 @@ public final class PortalSession: Sendable {
 
     func callTool(_ message: JSONRPCMessage, params: JSONObject) async throws -> JSONRPCMessage {
         let id = message.id ?? .null
-        guard let name = params["name"]?.stringValue else { throw JSONRPCError.invalidParams("tools/call needs a tool name") }
-        if let arguments = params["arguments"], arguments.objectValue == nil, !arguments.isNull {
-            throw JSONRPCError.invalidParams("arguments must be an object")
-        }
+        let name = try Self.toolName(params)
         if codeMode {
             guard name == CodeModeTools.search || name == CodeModeTools.execute else {
                 throw JSONRPCError(code: JSONRPCError.invalidParamsCode, message: "Unknown tool: \(name). In Code Mode, call tools from \(CodeModeTools.execute).")
@@ -271,15 +287,38 @@ public final class PortalSession: Sendable {
         return try await invoke(name: name, params: params, downstreamID: id, relatedTo: id, executionID: nil)
     }
 
+    /// The tool name of a tools/call, after the checks every call gets.
+    static func toolName(_ params: JSONObject) throws(JSONRPCError) -> String {
+        guard let name = params["name"]?.stringValue else { throw JSONRPCError.invalidParams("tools/call needs a tool name") }
+        if let arguments = params["arguments"], arguments.objectValue == nil, !arguments.isNull {
+            throw JSONRPCError.invalidParams("arguments must be an object")
+        }
+        return name
+    }
+
+    static func isPortalTool(_ name: String) -> Bool { name == listServersTool || name == toggleServersTool }
+
     /// Calls one upstream tool by its portal name: the path every call
     /// takes, direct or from Code Mode. Policy (deny by hiding), then the
     /// call, then the audit record; the response carries `downstreamID`.
     func invoke(name: String, params: JSONObject, downstreamID: JSON, relatedTo: JSON, executionID: String?) async throws -> JSONRPCMessage {
+        try await withCheckedThrowingContinuation { continuation in
+            startInvoke(name: name, params: params, downstreamID: downstreamID, relatedTo: relatedTo, executionID: executionID) {
+                continuation.resume(with: $0.mapError { $0 as any Error })
+            }
+        }
+    }
+
+    /// ``invoke`` for callers on an event loop: each step continues from the
+    /// thread that finished the one before (the upstream connection, the
+    /// audit writer), and `completion` runs once at the end.
+    func startInvoke(name: String, params: JSONObject, downstreamID: JSON, relatedTo: JSON, executionID: String?,
+                     completion: @escaping @Sendable (Result<JSONRPCMessage, JSONRPCError>) -> Void) {
         let catalog = gateway.catalog(for: portal)
         // Deny by hiding: a tool this session cannot see answers as unknown.
         guard let route = catalog.routes[name], enabledServers.contains(route.server),
               let server = gateway.pool.state(route.server) else {
-            throw JSONRPCError(code: JSONRPCError.invalidParamsCode, message: "Unknown tool: \(name)")
+            return completion(.failure(JSONRPCError(code: JSONRPCError.invalidParamsCode, message: "Unknown tool: \(name)")))
         }
         var event = AuditEvent(kind: .call, portal: portal.id, sessionID: id, principal: principal.subject,
                                server: route.server, tool: route.tool, method: MCP.Method.toolsCall, outcome: .ok)
@@ -289,42 +328,72 @@ public final class PortalSession: Sendable {
         event.argumentHash = Self.sha256(argumentText)
         var upstreamParams = params
         upstreamParams["name"] = .string(route.tool)
-        if let arguments = params["arguments"] {
-            switch try await screen(arguments, direction: .toServer, server: route.server, tool: route.tool, method: MCP.Method.toolsCall,
-                                    path: "$.arguments", executionID: executionID) {
-            case .pass(let screened): upstreamParams["arguments"] = screened
-            case .blocked(let error):
+        let gateway = self.gateway
+        let call = event
+        // The end of every path: the call's audit record, then the answer.
+        let finish: @Sendable (AuditEvent, JSONRPCMessage) -> Void = { event, response in
+            gateway.record(event) { error in completion(error.map { .failure($0) } ?? .success(response)) }
+        }
+        let send: @Sendable (JSONObject) -> Void = { [self] upstreamParams in
+            let metrics = gateway.metrics(server: route.server, tool: route.tool)
+            let started = ContinuousClock.now
+            startForward(downstreamID: downstreamID, relatedTo: relatedTo, to: server, method: MCP.Method.toolsCall,
+                         params: .object(upstreamParams)) { response in
+                let screen: (@escaping @Sendable (Result<JSONRPCMessage, JSONRPCError>) -> Void) -> Void = { next in
+                    guard let result = response.result else { return next(.success(response)) }
+                    self.startScreen(result, direction: .fromServer, server: route.server, tool: route.tool, method: MCP.Method.toolsCall,
+                                     path: "$.result", executionID: executionID) { screened in
+                        next(screened.map { outcome in
+                            var response = response
+                            switch outcome {
+                            case .pass(let result): response.result = result
+                            case .blocked(let error): response = .error(id: downstreamID, error)
+                            }
+                            return response
+                        })
+                    }
+                }
+                screen { screened in
+                    let response: JSONRPCMessage
+                    switch screened {
+                    case .success(let value): response = value
+                    case .failure(let error): return completion(.failure(error))
+                    }
+                    var event = call
+                    event.durationMicros = Self.micros(ContinuousClock.now - started)
+                    metrics.calls.increment()
+                    metrics.latency.recordNanoseconds(event.durationMicros * 1000)
+                    if let error = response.error {
+                        event.outcome = error["code"]?.intValue == JSONRPCError.dlpBlockedCode ? .denied : .error
+                        event.error = error["message"]?.stringValue
+                        metrics.errors.increment()
+                    } else if response.result?["isError"] == .bool(true) {
+                        event.outcome = .error
+                        event.error = "tool returned isError"
+                    }
+                    event.resultBytes = response.result.map { $0.serialized().count } ?? 0
+                    finish(event, response)
+                }
+            }
+        }
+        guard let arguments = params["arguments"] else { return send(upstreamParams) }
+        let unscreened = upstreamParams
+        startScreen(arguments, direction: .toServer, server: route.server, tool: route.tool, method: MCP.Method.toolsCall,
+                    path: "$.arguments", executionID: executionID) { screened in
+            switch screened {
+            case .failure(let error):
+                completion(.failure(error))
+            case .success(.blocked(let error)):
+                var event = call
                 event.outcome = .denied
                 event.error = error.message
-                try await gateway.record(event)
-                return .error(id: downstreamID, error)
+                finish(event, .error(id: downstreamID, error))
+            case .success(.pass(let arguments)):
+                var upstreamParams = unscreened
+                upstreamParams["arguments"] = arguments
+                send(upstreamParams)
             }
         }
-        let metrics = gateway.metrics(server: route.server, tool: route.tool)
-        let started = ContinuousClock.now
-        var response = await forward(downstreamID: downstreamID, relatedTo: relatedTo, to: server, method: MCP.Method.toolsCall, params: .object(upstreamParams))
-        if let result = response.result {
-            switch try await screen(result, direction: .fromServer, server: route.server, tool: route.tool, method: MCP.Method.toolsCall,
-                                    path: "$.result", executionID: executionID) {
-            case .pass(let screened): response.result = screened
-            case .blocked(let error): response = .error(id: downstreamID, error)
-            }
-        }
-        let elapsed = ContinuousClock.now - started
-        event.durationMicros = Self.micros(elapsed)
-        metrics.calls.increment()
-        metrics.latency.recordNanoseconds(event.durationMicros * 1000)
-        if let error = response.error {
-            event.outcome = error["code"]?.intValue == JSONRPCError.dlpBlockedCode ? .denied : .error
-            event.error = error["message"]?.stringValue
-            metrics.errors.increment()
-        } else if response.result?["isError"] == .bool(true) {
-            event.outcome = .error
-            event.error = "tool returned isError"
-        }
-        event.resultBytes = response.result.map { $0.serialized().count } ?? 0
-        try await gateway.record(event)
-        return response
     }
 
     static func sha256(_ bytes: [UInt8]) -> String {
@@ -342,6 +411,16 @@ public final class PortalSession: Sendable {
     /// call (for cancellation); what the server says about it goes to the
     /// client's stream of `relatedTo`.
     func forward(downstreamID: JSON, relatedTo: JSON, to server: UpstreamPool.ServerState, method: String, params: JSON?) async -> JSONRPCMessage {
+        await withCheckedContinuation { continuation in
+            startForward(downstreamID: downstreamID, relatedTo: relatedTo, to: server, method: method, params: params) {
+                continuation.resume(returning: $0)
+            }
+        }
+    }
+
+    /// ``forward`` with a completion, which runs once on the thread that has the answer.
+    func startForward(downstreamID: JSON, relatedTo: JSON, to server: UpstreamPool.ServerState, method: String, params: JSON?,
+                      completion: @escaping @Sendable (JSONRPCMessage) -> Void) {
         let serverID = server.id
         let timeout = gateway.timeout(for: server.id)
         let sink = CallSink(
@@ -351,18 +430,20 @@ public final class PortalSession: Sendable {
                 return await self.askClient(request, relatedTo: relatedTo, timeout: timeout)
             })
         let client = server.client
-        defer { state.withLock { _ = $0.inFlight.removeValue(forKey: downstreamID) } }
-        do {
-            var response = try await client.request(method: method, params: params, sink: sink, timeout: timeout) { [weak self] upstreamID in
-                self?.state.withLock { $0.inFlight[downstreamID] = (client, upstreamID) }
+        client.start(method: method, params: params, sink: sink, timeout: timeout, registered: { [weak self] upstreamID in
+            self?.state.withLock { $0.inFlight[downstreamID] = (client, upstreamID) }
+        }, completion: { [weak self] result in
+            self?.state.withLock { _ = $0.inFlight.removeValue(forKey: downstreamID) }
+            switch result {
+            case .success(var response):
+                response.id = downstreamID
+                completion(response)
+            case .failure(let error as JSONRPCError):
+                completion(.error(id: downstreamID, error))
+            case .failure(let error):
+                completion(.error(id: downstreamID, .upstreamUnavailable("server \(serverID): \(error)")))
             }
-            response.id = downstreamID
-            return response
-        } catch let error as JSONRPCError {
-            return .error(id: downstreamID, error)
-        } catch {
-            return .error(id: downstreamID, .upstreamUnavailable("server \(server.id): \(error)"))
-        }
+        })
     }
 
     /// Sends a server's request (sampling, elicitation, roots) to the client

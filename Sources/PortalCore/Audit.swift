@@ -89,7 +89,24 @@ public struct StoredAuditEvent: Sendable {
 /// throw means the caller must fail closed.
 public protocol AuditStore: Sendable {
     func record(_ event: AuditEvent) async throws
+    /// The same, for callers on an event loop: `completion` runs once the
+    /// record is durable (nil) or could not be written (the error), on a
+    /// thread of the store's choosing.
+    func record(_ event: AuditEvent, completion: @escaping @Sendable ((any Error)?) -> Void)
     func query(_ query: AuditQuery) async throws -> [StoredAuditEvent]
+}
+
+extension AuditStore {
+    public func record(_ event: AuditEvent, completion: @escaping @Sendable ((any Error)?) -> Void) {
+        Task {
+            do {
+                try await record(event)
+                completion(nil)
+            } catch {
+                completion(error)
+            }
+        }
+    }
 }
 
 /// A pinned tool definition.

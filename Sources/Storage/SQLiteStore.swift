@@ -62,7 +62,15 @@ public final class SQLiteStore: AuditStore, PinStore, Sendable {
     // MARK: AuditStore
 
     public func record(_ event: AuditEvent) async throws {
-        try await writer.append(event)
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            writer.append(event) { error in
+                if let error { continuation.resume(throwing: error) } else { continuation.resume() }
+            }
+        }
+    }
+
+    public func record(_ event: AuditEvent, completion: @escaping @Sendable ((any Error)?) -> Void) {
+        writer.append(event, completion: completion)
     }
 
     public func query(_ query: AuditQuery) async throws -> [StoredAuditEvent] {
@@ -148,31 +156,29 @@ public final class SQLiteStore: AuditStore, PinStore, Sendable {
 }
 
 /// Commits audit records in batches on a thread of its own, off the event
-/// loops and the concurrency pool: callers queue a record and wait; the
-/// thread takes everything queued, commits it in one transaction, and
-/// resumes each caller once its record is durable.
+/// loops and the concurrency pool: callers queue a record with what to do
+/// once it is durable; the thread takes everything queued, commits it in
+/// one transaction, and then runs each caller's completion.
 final class BatchWriter: @unchecked Sendable {
-    typealias Waiter = CheckedContinuation<Void, any Error>
+    typealias Completion = @Sendable ((any Error)?) -> Void
     let pool: DatabasePool
     private let condition = NSCondition()
-    private var queue: [(AuditEvent, Waiter)] = []
+    private var queue: [(AuditEvent, Completion)] = []
     private var started = false
 
     init(pool: DatabasePool) { self.pool = pool }
 
-    func append(_ event: AuditEvent) async throws {
-        try await withCheckedThrowingContinuation { (waiter: Waiter) in
-            condition.lock()
-            queue.append((event, waiter))
-            if !started {
-                started = true
-                let thread = Thread { [self] in loop() }
-                thread.name = "mcp-portal.audit"
-                thread.start()
-            }
-            condition.signal()
-            condition.unlock()
+    func append(_ event: AuditEvent, completion: @escaping Completion) {
+        condition.lock()
+        queue.append((event, completion))
+        if !started {
+            started = true
+            let thread = Thread { [self] in loop() }
+            thread.name = "mcp-portal.audit"
+            thread.start()
         }
+        condition.signal()
+        condition.unlock()
     }
 
     private func loop() {
@@ -198,9 +204,9 @@ final class BatchWriter: @unchecked Sendable {
                         ])
                     }
                 }
-                for (_, waiter) in batch { waiter.resume() }
+                for (_, completion) in batch { completion(nil) }
             } catch {
-                for (_, waiter) in batch { waiter.resume(throwing: error) }
+                for (_, completion) in batch { completion(error) }
             }
         }
     }

@@ -72,9 +72,8 @@ public final class UpstreamClient: Sendable {
     }
 
     struct Pending {
-        var continuation: CheckedContinuation<JSONRPCMessage, any Error>?
-        /// A result that came before the caller started waiting.
-        var early: Result<JSONRPCMessage, any Error>?
+        /// Runs once, with the response or the failure.
+        var completion: @Sendable (Result<JSONRPCMessage, any Error>) -> Void
         var sink: CallSink
         var progressToken: String?
         var started: ContinuousClock.Instant
@@ -289,9 +288,45 @@ public final class UpstreamClient: Sendable {
         try await send(method: method, params: params, sink: sink, timeout: timeout, requireReady: true, registered: registered)
     }
 
+    /// The same for callers on an event loop: `completion` runs once, with
+    /// the response or the error, on the thread that has it (for a
+    /// plain-http server, the connection's event loop). No task is made
+    /// on the way unless the server is still connecting.
+    public func start(method: String, params: JSON?, sink: CallSink = .none, timeout: Duration = .seconds(30),
+                      registered: (@Sendable (Int) -> Void)? = nil,
+                      completion: @escaping @Sendable (Result<JSONRPCMessage, any Error>) -> Void) {
+        guard status != .connecting else {
+            Task {
+                await waitUntilSettled()
+                self.begin(method: method, params: params, sink: sink, timeout: timeout, requireReady: true, registered: registered, completion: completion)
+            }
+            return
+        }
+        begin(method: method, params: params, sink: sink, timeout: timeout, requireReady: true, registered: registered, completion: completion)
+    }
+
     private func send(method: String, params: JSON?, sink: CallSink, timeout: Duration, requireReady: Bool,
                       registered: (@Sendable (Int) -> Void)? = nil) async throws -> JSONRPCMessage {
         if requireReady, status == .connecting { await waitUntilSettled() }
+        let upstreamID = Mutex<Int?>(nil)
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                begin(method: method, params: params, sink: sink, timeout: timeout, requireReady: requireReady, registered: { id in
+                    upstreamID.withLock { $0 = id }
+                    registered?(id)
+                }, completion: { continuation.resume(with: $0) })
+            }
+        } onCancel: {
+            guard let id = upstreamID.withLock({ $0 }) else { return }
+            Task { await self.cancel(id, reason: "the client cancelled the request") }
+        }
+    }
+
+    /// Registers the call (id, deadline, progress token) and starts it on
+    /// the transport; `finish` completes it exactly once.
+    private func begin(method: String, params: JSON?, sink: CallSink, timeout: Duration, requireReady: Bool,
+                       registered: (@Sendable (Int) -> Void)?,
+                       completion: @escaping @Sendable (Result<JSONRPCMessage, any Error>) -> Void) {
         var params = params
         let progressOriginal = params?["_meta"]?["progressToken"]
         let registration = state.withLock { s -> Result<(Int, any MessageTransport), JSONRPCError> in
@@ -309,10 +344,15 @@ public final class UpstreamClient: Sendable {
                 s.progressTokens[token!] = (progressOriginal, id)
             }
             let now = ContinuousClock.now
-            s.pending[id] = Pending(sink: sink, progressToken: token, started: now, deadline: now + timeout, timeout: timeout, method: method)
+            s.pending[id] = Pending(completion: completion, sink: sink, progressToken: token, started: now, deadline: now + timeout,
+                                    timeout: timeout, method: method)
             return .success((id, transport))
         }
-        let (id, transport) = try registration.get()
+        let id: Int, transport: any MessageTransport
+        switch registration {
+        case .success(let registered): (id, transport) = registered
+        case .failure(let error): return completion(.failure(error))
+        }
         registered?(id)
         if progressOriginal != nil {
             var meta = params?["_meta"]?.objectValue ?? [:]
@@ -320,57 +360,32 @@ public final class UpstreamClient: Sendable {
             params?["_meta"] = .object(meta)
         }
         let message = JSONRPCMessage.request(id: .int(id), method: method, params: params)
-        return try await withTaskCancellationHandler {
-            let failed: @Sendable (any Error) -> Void = { error in
-                self.finish(id, with: .failure(JSONRPCError.upstreamUnavailable("server \(self.serverID): \(error)")))
+        let failed: @Sendable (any Error) -> Void = { error in
+            self.finish(id, with: .failure(JSONRPCError.upstreamUnavailable("server \(self.serverID): \(error)")))
+        }
+        // Plain-http servers: the request starts here and its answer comes
+        // back from the event loop, with no task in between.
+        if (transport as? HTTPTransport)?.startRequest(message, onFailure: failed) == true { return }
+        // The send runs beside the wait: a transport that blocks (a server
+        // that holds an HTTP request open) cannot outlast the timeout.
+        Task {
+            do {
+                try await transport.send(message)
+            } catch {
+                failed(error)
             }
-            // Plain-http servers: the request starts here and its answer comes
-            // back from the event loop, with no task in between.
-            let started = (transport as? HTTPTransport)?.startRequest(message, onFailure: failed) ?? false
-            if !started {
-                // The send runs beside the wait: a transport that blocks (a server
-                // that holds an HTTP request open) cannot outlast the timeout.
-                Task {
-                    do {
-                        try await transport.send(message)
-                    } catch {
-                        failed(error)
-                    }
-                }
-            }
-            return try await withCheckedThrowingContinuation { continuation in
-                let early = state.withLock { s -> Result<JSONRPCMessage, any Error>? in
-                    guard var entry = s.pending[id] else { return .failure(JSONRPCError(code: -32800, message: "Request cancelled")) }
-                    if let early = entry.early {
-                        s.pending[id] = nil
-                        if let token = entry.progressToken { s.progressTokens[token] = nil }
-                        return early
-                    }
-                    entry.continuation = continuation
-                    s.pending[id] = entry
-                    return nil
-                }
-                if let early { continuation.resume(with: early) }
-            }
-        } onCancel: {
-            Task { await self.cancel(id, reason: "the client cancelled the request") }
         }
     }
 
-    /// Completes a call: resumes its caller, or keeps the result until it waits.
+    /// Completes a call once: later answers for it (a late response after a
+    /// timeout) find nothing and are dropped.
     private func finish(_ id: Int, with result: Result<JSONRPCMessage, any Error>) {
-        let continuation = state.withLock { s -> CheckedContinuation<JSONRPCMessage, any Error>? in
-            guard var entry = s.pending[id], entry.early == nil else { return nil }
-            guard let continuation = entry.continuation else {
-                entry.early = result
-                s.pending[id] = entry
-                return nil
-            }
-            s.pending[id] = nil
+        let completion = state.withLock { s -> (@Sendable (Result<JSONRPCMessage, any Error>) -> Void)? in
+            guard let entry = s.pending.removeValue(forKey: id) else { return nil }
             if let token = entry.progressToken { s.progressTokens[token] = nil }
-            return continuation
+            return entry.completion
         }
-        continuation?.resume(with: result)
+        completion?(result)
     }
 
     /// Fails the calls whose time is up and tells the server to stop them.
@@ -378,7 +393,7 @@ public final class UpstreamClient: Sendable {
     private func expireOverdueCalls() {
         let now = ContinuousClock.now
         let (overdue, transport) = state.withLock { s in
-            (s.pending.filter { $0.value.deadline <= now && $0.value.early == nil }.map { ($0.key, $0.value.timeout, $0.value.method) }, s.transport)
+            (s.pending.filter { $0.value.deadline <= now }.map { ($0.key, $0.value.timeout, $0.value.method) }, s.transport)
         }
         for (id, timeout, method) in overdue {
             finish(id, with: .failure(JSONRPCError.upstreamUnavailable("server \(serverID) did not answer within \(timeout)")))
