@@ -9,12 +9,13 @@ public struct Detector: Sendable {
     /// How a raw match becomes the span that is reported and redacted.
     public enum Span: Sendable {
         case match
-        /// `key = value`: only the value.
+        /// `key = value`: only the value, through its last character.
         case valueAfterAssignment
         /// A PEM header: through its `-----END ...-----` line.
         case pemBlock
-        /// The last bytes of the match.
-        case tail(Int)
+        /// `length` bytes ending `dropping` bytes before the match's end
+        /// (the match reads one byte past the value to see where it ends).
+        case tail(Int, dropping: Int)
     }
 
     public var id: String
@@ -27,12 +28,22 @@ public struct Detector: Sendable {
     /// The context words lowercased, as bytes.
     private(set) var contextBytes: [[UInt8]]
     public var contextWindow: Int
+    /// Words that count as context when they follow the match closely
+    /// instead ("555 0132 (mobile)"); either side will do.
+    public var contextWordsAfter: [String] { didSet { contextAfterBytes = contextWordsAfter.map { Array($0.lowercased().utf8) } } }
+    private(set) var contextAfterBytes: [[UInt8]]
+    public var contextWindowAfter: Int
+    /// The match must stand alone: not glued by `-` or `.` to a letter or
+    /// digit before it, nor to a digit after it (a piece of a UUID, of a
+    /// longer dotted number, is not a phone number or an address).
+    public var isolated: Bool
     public var span: Span
     /// Where two detectors claim overlapping bytes, the higher priority wins.
     public var priority: Int
 
     public init(id: String, category: Category, patterns: [PatternSet.Pattern], validator: Validator? = nil,
-                contextWords: [String] = [], contextWindow: Int = 64, span: Span = .match, priority: Int = 50) {
+                contextWords: [String] = [], contextWindow: Int = 64, contextWordsAfter: [String] = [], contextWindowAfter: Int = 16,
+                isolated: Bool = false, span: Span = .match, priority: Int = 50) {
         self.id = id
         self.category = category
         self.patterns = patterns
@@ -40,9 +51,16 @@ public struct Detector: Sendable {
         self.contextWords = contextWords
         self.contextBytes = contextWords.map { Array($0.lowercased().utf8) }
         self.contextWindow = contextWindow
+        self.contextWordsAfter = contextWordsAfter
+        self.contextAfterBytes = contextWordsAfter.map { Array($0.lowercased().utf8) }
+        self.contextWindowAfter = contextWindowAfter
+        self.isolated = isolated
         self.span = span
         self.priority = priority
     }
+
+    /// Whether a match must have context words around it.
+    var needsContext: Bool { !contextBytes.isEmpty || !contextAfterBytes.isEmpty }
 }
 
 extension Detector {
@@ -50,8 +68,8 @@ extension Detector {
         PatternSet.Pattern(expression, caseless: caseless, maxLength: maxLength)
     }
 
-    static func p(_ expression: String, prefilter: String, before: Int, after: Int) -> PatternSet.Pattern {
-        PatternSet.Pattern(expression, prefilter: prefilter, before: before, after: after)
+    static func p(_ expression: String, caseless: Bool = false, prefilter: String, before: Int, after: Int) -> PatternSet.Pattern {
+        PatternSet.Pattern(expression, caseless: caseless, prefilter: prefilter, before: before, after: after)
     }
 
     /// The built-in detectors.
@@ -65,17 +83,27 @@ extension Detector {
             p(#"(?:\+1[ .\-]?|\b001[ .\-]?|\b1[ .\-])?(?:\([2-9][0-9]{2}\)[ .\-]?|\b[2-9][0-9]{2}[ .\-])[2-9][0-9]{2}[ .\-][0-9]{4}(?:\s?(?:x|ext\.?)\s?[0-9]{1,5})?\b"#,
               prefilter: #"[0-9]{3}[ .\-][0-9]{4}"#, before: 32, after: 16),
             // E.164: +4915123456789
-            p(#"\+[1-9][0-9]{7,14}\b"#),
+            p(#"\+[1-9][0-9]{7,14}\b"#, prefilter: #"\+[1-9][0-9]{7}"#, before: 9, after: 8),
             // International with separators: +44 20 7946 0958, +49 (0)30 123456
-            p(#"\+[1-9][0-9]{0,2}[ .\-]?(?:\(0\)[ .\-]?)?\(?[0-9]{1,4}\)?(?:[ .\-][0-9]{2,5}){1,4}\b"#),
+            p(#"\+[1-9][0-9]{0,2}[ .\-]?(?:\(0\)[ .\-]?)?\(?[0-9]{1,4}\)?(?:[ .\-][0-9]{2,5}){1,4}\b"#,
+              prefilter: #"\+[1-9][0-9]{0,3}[ .\-(]"#, before: 6, after: 36),
             // National forms with a trunk zero: 020 7946 0958, 07700 900123, 030-1234567
-            p(#"\b0[1-9][0-9]{1,4}[ \-][0-9]{3,8}(?:[ \-][0-9]{3,4})?\b"#),
-        ], validator: .phone, priority: 20),
+            p(#"\b0[1-9][0-9]{1,4}[ \-][0-9]{3,8}(?:[ \-][0-9]{3,4})?\b"#,
+              prefilter: #"\b0[1-9][0-9]{1,4}[ \-][0-9]{3,8}(?:[ \-][0-9]{3,4})?\b"#, before: 30, after: 0),
+        ], validator: .phone, isolated: true, priority: 20),
+        Detector(id: "PHONE", category: .pii, patterns: [
+            // Any national layout (69 849 69 22, (84) 244-757, 03.17.74.30.53,
+            // 2980960824), but only where the text says it is a phone number.
+            p(#"(?:\(\+?[0-9]{1,5}\)[ .\-]?|\b)[0-9]{2,11}(?:[ .\-][0-9]{2,8}){0,4}\b"#,
+              prefilter: #"[0-9]{2}(?:[ .\-]?[0-9]){5}"#, before: 24, after: 24),
+        ], validator: .phone, contextWords: ["phone", "tel", "call", "mobile", "cell", "fax", "desk", "contact", "reach", "sms", "whatsapp", "dial"],
+           contextWindow: 48, contextWordsAfter: ["office", "fax", "mobile", "cell", "home", "work", "phone"], contextWindowAfter: 12,
+           isolated: true, priority: 19),
         Detector(id: "CREDIT_CARD", category: .pii, patterns: [
-            p(#"\b[0-9](?:[ \-]?[0-9]){12,18}\b"#),
+            p(#"\b[0-9](?:[ \-]?[0-9]){11,18}\b"#, prefilter: #"\b[0-9](?:[ \-]?[0-9]){11}"#, before: 25, after: 12),
         ], validator: .creditCard, priority: 90),
         Detector(id: "IBAN", category: .pii, patterns: [
-            p(#"\b[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11,30}\b"#),
+            p(#"\b[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11,30}\b"#, prefilter: #"\b[A-Z]{2}[0-9]{2} ?[A-Z0-9]{4}"#, before: 10, after: 50),
         ], validator: .iban, priority: 90),
         Detector(id: "US_SSN", category: .pii, patterns: [
             p(#"\b[0-9]{3}-[0-9]{2}-[0-9]{4}\b"#),
@@ -90,31 +118,35 @@ extension Detector {
         ], validator: .ukNINO, priority: 70),
         Detector(id: "IP_ADDRESS", category: .pii, patterns: [
             p(#"\b(?:[0-9]{1,3}\.){3}[0-9]{1,3}\b"#),
-        ], validator: .ipv4, priority: 30),
+        ], validator: .ipv4, isolated: true, priority: 30),
         Detector(id: "IP_ADDRESS", category: .pii, patterns: [
-            p(#"(?:\b[0-9A-Fa-f]{1,4}|::)(?::[0-9A-Fa-f]{0,4}){2,7}"#, prefilter: "[0-9A-Fa-f]?:[0-9A-Fa-f]{0,4}:", before: 40, after: 40),
+            p(#"(?:\b[0-9A-Fa-f]{1,4}|::)(?::[0-9A-Fa-f]{0,4}){2,7}"#, prefilter: ":[0-9A-Fa-f]{0,4}:[0-9A-Fa-f]{0,4}:", before: 45, after: 45),
         ], validator: .ipv6, priority: 30),
 
         Detector(id: "AWS_ACCESS_KEY", category: .secret, patterns: [
             p(#"\b(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AROA|ANPA|ANVA|APKA)[A-Z0-9]{16}\b"#),
         ], priority: 100),
         Detector(id: "AWS_SECRET_KEY", category: .secret, patterns: [
-            // A 40-character key, after "aws" or "secret" and a short gap.
-            p(#"(?:aws|secret)[A-Za-z0-9_\-. "':=]{0,40}[^A-Za-z0-9/+][A-Za-z0-9/+]{40}\b"#, caseless: true),
-        ], validator: .awsSecret, span: .tail(40), priority: 95),
+            // A 40-character key, after "aws" or "secret" and a short gap,
+            // and then a byte that cannot be part of it.
+            p(#"(?:aws|secret)[A-Za-z0-9_\-. "':=]{0,40}[^A-Za-z0-9/+][A-Za-z0-9/+]{40}[^A-Za-z0-9/+]"#, caseless: true),
+        ], validator: .awsSecret, span: .tail(40, dropping: 1), priority: 95),
         Detector(id: "GITHUB_TOKEN", category: .secret, patterns: [
-            p(#"\bgh[pousr]_[A-Za-z0-9]{36,}\b"#, maxLength: 300),
-            p(#"\bgithub_pat_[A-Za-z0-9_]{22,}\b"#, maxLength: 300),
+            p(#"\bgh[pousr]_[A-Za-z0-9]{36,}\b"#, prefilter: #"gh[pousr]_[A-Za-z0-9]{36}"#, before: 40, after: 300),
+            p(#"\bgithub_pat_[A-Za-z0-9_]{22,}\b"#, prefilter: #"github_pat_[A-Za-z0-9_]{22}"#, before: 33, after: 300),
         ], priority: 100),
         Detector(id: "GITLAB_TOKEN", category: .secret, patterns: [
-            p(#"\bglpat-[A-Za-z0-9_\-]{20,}"#),
+            // Personal, pipeline-trigger, runner, deploy, and the other token kinds GitLab prefixes.
+            p(#"\bgl(?:pat|ptt|rt|dt|soat|cbt|oas|imt|agent|ffct|ft)-[A-Za-z0-9_\-]{20,}"#,
+              prefilter: #"gl(?:pat|ptt|rt|dt|soat|cbt|oas|imt|agent|ffct|ft)-[A-Za-z0-9_\-]{20}"#, before: 29, after: 300),
         ], priority: 100),
         Detector(id: "SLACK_TOKEN", category: .secret, patterns: [
-            p(#"\bxox[abposr]-[A-Za-z0-9\-]{10,}"#, maxLength: 300),
-            p(#"https://hooks\.slack\.com/services/T[A-Za-z0-9_]{6,}/B[A-Za-z0-9_]{6,}/[A-Za-z0-9_]{16,}"#, maxLength: 300),
+            p(#"\b(?:xox[abposr]|xapp)-[A-Za-z0-9\-]{10,}"#, prefilter: #"(?:xox[abposr]|xapp)-[A-Za-z0-9\-]{10}"#, before: 15, after: 300),
+            p(#"https://hooks\.slack\.com/services/T[A-Za-z0-9_]{6,}/B[A-Za-z0-9_]{6,}/[A-Za-z0-9_]{16,}"#,
+              prefilter: "https://hooks\\.slack\\.com/services/T", before: 35, after: 300),
         ], priority: 100),
         Detector(id: "STRIPE_KEY", category: .secret, patterns: [
-            p(#"\b(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,}\b"#, maxLength: 300),
+            p(#"\b(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,}\b"#, prefilter: #"(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16}"#, before: 24, after: 300),
         ], priority: 100),
         Detector(id: "GOOGLE_API_KEY", category: .secret, patterns: [
             p(#"\bAIza[0-9A-Za-z_\-]{35}"#),
@@ -123,10 +155,13 @@ extension Detector {
             p(#"-----BEGIN (?:RSA |EC |DSA |OPENSSH |ENCRYPTED |PGP )?PRIVATE KEY(?: BLOCK)?-----"#),
         ], span: .pemBlock, priority: 100),
         Detector(id: "JWT", category: .secret, patterns: [
-            p(#"\beyJ[A-Za-z0-9_\-]{5,}\.eyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{10,}"#, maxLength: 8192),
+            p(#"\beyJ[A-Za-z0-9_\-]{5,}\.eyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{10,}"#, prefilter: #"[A-Za-z0-9_\-]{5}\.eyJ"#, before: 400, after: 8192),
         ], validator: .jwt, priority: 100),
         Detector(id: "GENERIC_SECRET", category: .secret, patterns: [
-            p(#"(?:api[_\-]?key|apikey|secret|token|passw(?:or)?d|pwd|auth[_\-]?key|access[_\-]?key|client[_\-]?secret|private[_\-]?key|credential)s?["']?\s{0,3}[:=]\s{0,3}["']?[A-Za-z0-9_\-+/=.~]{16,}"#, caseless: true, maxLength: 400),
+            // A keyword (SECRET_KEY, api key, client_secret, REDIS_PASSWORD, ...), an
+            // assignment, and a value of 16 or more characters that looks random.
+            // The pattern reads the value's first 16; the span runs to its end.
+            p(#"(?:api[_\-\s]?key|apikey|secret|token|passw(?:or)?d|pwd|auth[_\-]?key|access[_\-]?key|client[_\-]?secret|private[_\-]?key|credential)[A-Za-z0-9_\-]{0,16}["']?\s{0,2}[:=]\s{0,2}["']?[A-Za-z0-9_\-+/=.~!@#$%^&*()\[\]{}|<>?]{16}"#, caseless: true, maxLength: 80),
         ], validator: .entropy, span: .valueAfterAssignment, priority: 80),
 
         // MCP traffic signatures, for spotting MCP messages in other traffic.

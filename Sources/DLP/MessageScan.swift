@@ -166,9 +166,12 @@ public struct MessageScan: Sendable {
             }
             let found: [Finding]
             do {
-                found = try scan.scanner.scan(buffer)
-            } catch {
+                // Every value in the buffer is followed by a quote: no terminator needed.
+                found = try buffer.withUnsafeBytes { bytes throws(PatternSet.ScanError) in try scan.scanner.scan(bytes) }
+            } catch let error as PatternSet.ScanError {
                 throw .scanner(error.description)
+            } catch {
+                throw .scanner("\(error)")
             }
             var index = 0
             for finding in found {

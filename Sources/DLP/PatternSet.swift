@@ -149,30 +149,35 @@ public final class PatternSet: @unchecked Sendable {
             return 0
         }, Unmanaged.passUnretained(collector).toOpaque())
         guard status == HS_SUCCESS || status == HS_SCAN_TERMINATED else { throw ScanError(code: status) }
-        // Second pass: each match with its start, from a window around
-        // each first-pass end; one match found from several ends counts once.
+        // Second pass: each match with its start, from a window around each
+        // first-pass end. Windows of one pattern that overlap are merged and
+        // scanned once, so a run of ends (or many matches close together)
+        // costs one scan, and no match is found twice.
+        var anchors = collector.matches
+        anchors.sort { $0.pattern != $1.pattern ? $0.pattern < $1.pattern : $0.end < $1.end }
         let window = WindowMatches()
         let context = Unmanaged.passUnretained(window).toOpaque()
-        var seen = Set<Int>()
         var matches: [Match] = []
-        for anchor in collector.matches {
-            let (before, after) = windows[anchor.pattern]
-            let from = max(0, anchor.end - before)
-            let to = min(bytes.count, anchor.end + after)
+        var index = 0
+        while index < anchors.count {
+            let pattern = anchors[index].pattern
+            let (before, after) = windows[pattern]
+            // One byte more on each side, so word boundaries read their context.
+            let from = max(0, anchors[index].end - before - 1)
+            var to = min(bytes.count, anchors[index].end + after + 1)
+            index += 1
+            while index < anchors.count, anchors[index].pattern == pattern, anchors[index].end - before - 1 <= to {
+                to = min(bytes.count, anchors[index].end + after + 1)
+                index += 1
+            }
             window.found.removeAll(keepingCapacity: true)
-            let status = hs_scan(confirm[anchor.pattern], base + from, UInt32(to - from), 0, scratch.pointer, { _, start, end, _, context in
+            let status = hs_scan(confirm[pattern], base + from, UInt32(to - from), 0, scratch.pointer, { _, start, end, _, context in
                 Unmanaged<WindowMatches>.fromOpaque(context!).takeUnretainedValue().found.append((Int(start), Int(end)))
                 return 0
             }, context)
             guard status == HS_SUCCESS else { throw ScanError(code: status) }
             for (start, end) in window.found {
-                // Hash of pattern, start, end: cheap identity for deduplication.
-                var hasher = Hasher()
-                hasher.combine(anchor.pattern)
-                hasher.combine(from + start)
-                hasher.combine(from + end)
-                guard seen.insert(hasher.finalize()).inserted else { continue }
-                matches.append(Match(pattern: anchor.pattern, start: from + start, end: from + end))
+                matches.append(Match(pattern: pattern, start: from + start, end: from + end))
             }
         }
         return (matches, collector.overflowed)

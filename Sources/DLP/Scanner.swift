@@ -87,9 +87,14 @@ public final class Scanner: Sendable {
         return Self.resolveOverlaps(confirmed, limit: maxFindings)
     }
 
+    /// Plain bytes: scanned with a NUL after them, as every string of a
+    /// message is, so a pattern that reads one byte past a value (to see
+    /// where it ends) works at the very end too.
     public func scan(_ bytes: [UInt8]) throws(PatternSet.ScanError) -> [Finding] {
+        var terminated = bytes
+        terminated.append(0)
         do {
-            return try bytes.withUnsafeBytes { try scan($0) }
+            return try terminated.withUnsafeBytes { try scan($0) }
         } catch let error as PatternSet.ScanError {
             throw error
         } catch {
@@ -101,11 +106,15 @@ public final class Scanner: Sendable {
         var start = start, end = end
         switch detector.span {
         case .match: break
-        case .tail(let length): start = max(start, end - length)
+        case .tail(let length, let dropping):
+            end -= dropping
+            start = max(start, end - length)
         case .valueAfterAssignment:
-            guard let assignment = (start..<end).last(where: { bytes[$0] == 0x3A || bytes[$0] == 0x3D }) else { return nil }
+            // The first `:` or `=`: the keyword before it has none, the value may.
+            guard let assignment = (start..<end).first(where: { bytes[$0] == 0x3A || bytes[$0] == 0x3D }) else { return nil }
             start = assignment + 1
             while start < end, [0x20, 0x09, 0x22, 0x27].contains(bytes[start]) { start += 1 }
+            while end < bytes.count, end - start < 1024, Self.isValueByte(bytes[end]) { end += 1 }
         case .pemBlock:
             let limit = min(bytes.count, start + 64 * 1024)
             let marker = Array("-----END ".utf8)
@@ -124,20 +133,47 @@ public final class Scanner: Sendable {
         }
         guard end > start else { return nil }
         if let validator = detector.validator, !validator.check(ArraySlice(bytes[start..<end])) { return nil }
-        if !detector.contextWords.isEmpty, !Self.hasContext(detector, before: start, in: bytes) { return nil }
+        if detector.isolated, !Self.standsAlone(start: start, end: end, in: bytes) { return nil }
+        if detector.needsContext, !Self.hasContext(detector, start: start, end: end, in: bytes) { return nil }
         return (start, end)
     }
 
+    /// What a secret's value may hold: letters, digits and the symbols a
+    /// generated password uses; not spaces, quotes, commas or semicolons.
+    static func isValueByte(_ byte: UInt8) -> Bool {
+        isAlphanumeric(byte) || Array("_-+/=.~!@#$%^&*()[]{}|<>?".utf8).contains(byte)
+    }
+
+    static func isAlphanumeric(_ byte: UInt8) -> Bool {
+        (byte >= 0x30 && byte <= 0x39) || (byte | 0x20 >= 0x61 && byte | 0x20 <= 0x7A)
+    }
+
+    /// Not glued by `-` or `.` to a letter or digit before, or to a digit after.
+    static func standsAlone(start: Int, end: Int, in bytes: UnsafeRawBufferPointer) -> Bool {
+        if start >= 2, bytes[start - 1] == 0x2D || bytes[start - 1] == 0x2E, isAlphanumeric(bytes[start - 2]) { return false }
+        if end + 1 < bytes.count, bytes[end] == 0x2D || bytes[end] == 0x2E, Validator.isDigit(bytes[end + 1]) { return false }
+        return true
+    }
+
     /// Whether a context word appears (case-insensitively) in the window
-    /// before `start`, within the same string: a NUL ends the window.
-    static func hasContext(_ detector: Detector, before start: Int, in bytes: UnsafeRawBufferPointer) -> Bool {
+    /// before `start` or, for the words that may follow, after `end`;
+    /// within the same string: a NUL ends a window.
+    static func hasContext(_ detector: Detector, start: Int, end: Int, in bytes: UnsafeRawBufferPointer) -> Bool {
         var from = start
         let limit = max(0, start - detector.contextWindow)
         while from > limit, bytes[from - 1] != 0 { from -= 1 }
-        return detector.contextBytes.contains { word in
-            guard word.count <= start - from else { return false }
-            var position = from
-            while position + word.count <= start {
+        if contains(detector.contextBytes, in: from..<start, of: bytes) { return true }
+        var to = end
+        let afterLimit = min(bytes.count, end + detector.contextWindowAfter)
+        while to < afterLimit, bytes[to] != 0 { to += 1 }
+        return contains(detector.contextAfterBytes, in: end..<to, of: bytes)
+    }
+
+    static func contains(_ words: [[UInt8]], in range: Range<Int>, of bytes: UnsafeRawBufferPointer) -> Bool {
+        words.contains { word in
+            guard word.count <= range.count else { return false }
+            var position = range.lowerBound
+            while position + word.count <= range.upperBound {
                 var index = 0
                 while index < word.count, bytes[position + index] | (bytes[position + index] >= 0x41 && bytes[position + index] <= 0x5A ? 0x20 : 0) == word[index] {
                     index += 1

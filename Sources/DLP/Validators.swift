@@ -26,7 +26,7 @@ public enum Validator: String, Sendable, CaseIterable {
         case .ipv6: return Self.ipv6(bytes)
         case .phone: return Self.phone(bytes)
         case .jwt: return Self.jwt(bytes)
-        case .entropy: return Self.secretLike(bytes, minimumEntropy: 3.3)
+        case .entropy: return !Self.isReference(bytes) && Self.secretLike(bytes, minimumEntropy: 3.3)
         case .awsSecret: return Self.secretLike(bytes, minimumEntropy: 4.0)
         }
     }
@@ -51,9 +51,9 @@ public enum Validator: String, Sendable, CaseIterable {
         return sum % 10 == 0
     }
 
-    /// 13-19 digits, Luhn-valid, an issuer prefix in use, and the same
-    /// separator throughout (or none). No allocation: this runs on every
-    /// long run of digits.
+    /// 12-19 digits, Luhn-valid, an issuer prefix in use for that length,
+    /// and the same separator throughout (or none). No allocation: this
+    /// runs on every long run of digits.
     static func creditCard(_ bytes: ArraySlice<UInt8>) -> Bool {
         var separator: UInt8 = 0
         var count = 0, sum = 0, seen: UInt16 = 0, prefix = 0
@@ -73,20 +73,32 @@ public enum Validator: String, Sendable, CaseIterable {
                 return false
             }
         }
-        guard (13...19).contains(count), sum % 10 == 0, seen.nonzeroBitCount > 1 else { return false }
+        guard (12...19).contains(count), sum % 10 == 0, seen.nonzeroBitCount > 1 else { return false }
         var taken = 0
         for byte in bytes where isDigit(byte) && taken < 4 {
             prefix = prefix * 10 + Int(byte - 0x30)
             taken += 1
         }
-        let prefix2 = prefix / 100
+        return issuer(prefix: prefix, length: count)
+    }
+
+    /// Whether the first four digits open a card number of this length at
+    /// some scheme (Visa, Mastercard, Amex, Diners, JCB, Discover, UnionPay,
+    /// Maestro, UATP). Maestro alone issues 12-digit numbers.
+    static func issuer(prefix: Int, length: Int) -> Bool {
+        let two = prefix / 100, three = prefix / 10
+        let maestro = prefix == 5018 || prefix == 5020 || prefix == 5038 || prefix == 5893 || (56...58).contains(two)
+            || prefix == 6304 || (6759...6763).contains(prefix) || prefix == 604 || prefix == 6390
+        if length == 12 { return maestro }
+        if maestro { return true }
         switch prefix / 1000 {
         case 4: return true // Visa
-        case 5: return (51...55).contains(prefix2) // Mastercard
-        case 2: return (2221...2720).contains(prefix) // Mastercard 2-series
-        case 3: return prefix2 == 34 || prefix2 == 37 || (3528...3589).contains(prefix) || prefix2 == 36 || prefix2 == 38 || prefix2 == 30 || prefix2 == 39
-        case 6: return prefix == 6011 || prefix2 == 65 || (644...649).contains(prefix / 10) || prefix2 == 62
-        case 1: return count == 15 // UATP
+        case 5: return (51...55).contains(two) // Mastercard
+        case 2: return (2221...2720).contains(prefix) || (prefix == 2131 && length == 15) // Mastercard 2-series, JCB 15
+        case 3: return two == 34 || two == 37 || two == 35 || (300...305).contains(three) || two == 36 || two == 38 || two == 39 || prefix == 3095
+        case 6: return prefix == 6011 || two == 65 || (644...649).contains(three) || two == 62 // Discover, UnionPay
+        case 1: return length == 15 // UATP, JCB 1800
+        case 8: return two == 81 // UnionPay 81
         default: return false
         }
     }
@@ -257,6 +269,23 @@ public enum Validator: String, Sendable, CaseIterable {
 
     /// A value that looks generated: enough Shannon entropy per character,
     /// at least two kinds of characters, and not a placeholder.
+    /// A value that names a secret instead of holding one: a dotted path
+    /// (`process.env.API_TOKEN`, `settings.secrets.key`), a placeholder
+    /// (`${API_TOKEN}`, `<your-token>`, `{{ token }}`) or a call in code
+    /// (`lexer.get_token()`, `bytes(memoryview(password))`).
+    static func isReference(_ bytes: ArraySlice<UInt8>) -> Bool {
+        guard let first = bytes.first else { return false }
+        if first == 0x3C || first == 0x7B || (first == 0x24 && bytes.dropFirst().first == 0x7B) { return true }
+        if bytes.last == 0x29, let open = bytes.firstIndex(of: 0x28), open > bytes.startIndex,
+           bytes[..<open].allSatisfy({ $0 == 0x2E || $0 == 0x5F || $0 | 0x20 >= 0x61 && $0 | 0x20 <= 0x7A || isDigit($0) }),
+           !isDigit(first) { return true }
+        var dots = 0, digits = 0
+        for byte in bytes {
+            if byte == 0x2E { dots += 1 } else if isDigit(byte) { digits += 1 } else if !(byte | 0x20 >= 0x61 && byte | 0x20 <= 0x7A) && byte != 0x5F { return false }
+        }
+        return dots > 0 && digits == 0
+    }
+
     static func secretLike(_ bytes: ArraySlice<UInt8>, minimumEntropy: Double) -> Bool {
         guard bytes.count >= 16 else { return false }
         var counts = [Int](repeating: 0, count: 256)

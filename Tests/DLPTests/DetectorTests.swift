@@ -43,6 +43,22 @@ func detect(_ text: String) -> [String] {
         ("password: aaaaaaaaaaaaaaaaaaaa", []),
         ("-----BEGIN RSA PRIVATE KEY-----\nMIIBOgIBAAJBAKj34GkxFhD90vcNLYLInFEX6Ppy1tPf9Cnzj4p4WGeKLs1Pt8Qu\n-----END RSA PRIVATE KEY-----",
          ["PRIVATE_KEY:-----BEGIN RSA PRIVATE KEY-----\nMIIBOgIBAAJBAKj34GkxFhD90vcNLYLInFEX6Ppy1tPf9Cnzj4p4WGeKLs1Pt8Qu\n-----END RSA PRIVATE KEY-----"]),
+        // Issuers beyond the big four, and Maestro's 12 digits.
+        ("JCB 3500 1799 8683 8580, Maestro 501824162132", ["CREDIT_CARD:3500 1799 8683 8580", "CREDIT_CARD:501824162132"]),
+        ("ticket 412345678903 closed", []),
+        // National phone layouts count where the text says they are phone numbers.
+        ("Phone: 69 849 69 22", ["PHONE:69 849 69 22"]),
+        ("Norway 29604\n975 58 731-Office", ["PHONE:975 58 731"]),
+        ("order 69 849 69 22 shipped", []),
+        ("req_id=d9f9d065-0950-4506-933e-88a472d369f3", []),
+        ("phone 01.26.97.40.36", ["PHONE:01.26.97.40.36"]),
+        // A secret at the very end, keyword variants, symbols; names of secrets are not secrets.
+        ("aws_secret_access_key=YK7yO/arUEsTtOuN5NVeXsOSJrz97/f9mVrKgcyf", ["AWS_SECRET_KEY:YK7yO/arUEsTtOuN5NVeXsOSJrz97/f9mVrKgcyf"]),
+        ("SECRET_KEY = '2Pg0qO5wHAAlm0lblGzACEu5/S5WjQse'", ["GENERIC_SECRET:2Pg0qO5wHAAlm0lblGzACEu5/S5WjQse"]),
+        ("DB_PASSWORD=3nSbvyVl8Mhf24L^Xu0c", ["GENERIC_SECRET:3nSbvyVl8Mhf24L^Xu0c"]),
+        ("signingSecret: process.env.SLACK_SIGNING_SECRET", []),
+        ("password = bytes(memoryview(password))", []),
+        ("glrt-AbCdEfGh1234567890xyz and xapp-1-A0123456789-abcdef", ["GITLAB_TOKEN:glrt-AbCdEfGh1234567890xyz", "SLACK_TOKEN:xapp-1-A0123456789-abcdef"]),
         ("{\"jsonrpc\":\"2.0\",\"method\":\"initialize\",\"params\":{\"protocolVersion\":\"2025-06-18\"}}",
          ["MCP_METHOD:\"method\":\"initialize\"", "MCP_PROTOCOL_VERSION:\"protocolVersion\":\"2025-06-18\""]),
     ])

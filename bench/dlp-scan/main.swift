@@ -25,8 +25,10 @@ func lines(_ path: String) -> [[UInt8]] {
     return Array(data).split(separator: 0x0A).map(Array.init)
 }
 
-let engine: DLPEngine
-do { engine = try DLPEngine(config: DLPConfig()) } catch { fail("\(error)") }
+/// The built-in detectors, compiled when a mode needs them.
+func makeEngine() -> DLPEngine {
+    do { return try DLPEngine(config: DLPConfig()) } catch { fail("\(error)") }
+}
 let signatures = Set(Detector.builtIn.filter { $0.category == .signature }.map(\.id))
 
 /// Code-point offsets of UTF-8 byte offsets (Python's string indices).
@@ -44,6 +46,7 @@ func codePointOffsets(_ bytes: [UInt8]) -> [Int] {
 }
 
 func accuracy(_ path: String) {
+    let engine = makeEngine()
     var out = ""
     for line in lines(path) {
         guard let record = try? JSON.parse(line), let id = record["id"], let text = record["text"]?.stringValue else {
@@ -62,6 +65,7 @@ func accuracy(_ path: String) {
 }
 
 func throughput(_ path: String, seconds: Double) {
+    let engine = makeEngine()
     let raw = lines(path)
     let messages: [JSON]
     do { messages = try raw.map { try JSON.parse($0) } } catch { fail("\(path): \(error)") }
@@ -118,16 +122,19 @@ func patterns(_ path: String, trying: [String]) {
     }
     for line in lines(path) { if let message = try? JSON.parse(line) { collect(message) } }
     let all = Detector.builtIn.flatMap(\.patterns)
-    func measure(_ name: String, _ chosen: [PatternSet.Pattern]) {
+    func measure(_ name: String, _ chosen: [PatternSet.Pattern], startOfMatch: Bool = false) {
         let copies = chosen.map { strdup($0.prefilter ?? $0.expression) }
         defer { copies.forEach { free($0) } }
-        let flags = chosen.map { $0.caseless ? UInt32(HS_FLAG_CASELESS) : 0 }
+        let flags = chosen.map { ($0.caseless ? UInt32(HS_FLAG_CASELESS) : 0) | (startOfMatch ? UInt32(HS_FLAG_SOM_LEFTMOST) : 0) }
         let ids = chosen.indices.map(UInt32.init)
         var database: OpaquePointer?, error: UnsafeMutablePointer<hs_compile_error_t>?, scratch: OpaquePointer?
         let status = copies.map { UnsafePointer($0) }.withUnsafeBufferPointer {
             hs_compile_multi($0.baseAddress, flags, ids, UInt32(chosen.count), UInt32(HS_MODE_BLOCK), nil, &database, &error)
         }
-        guard status == HS_SUCCESS, let database, hs_alloc_scratch(database, &scratch) == HS_SUCCESS else { fail("\(name) does not compile") }
+        guard status == HS_SUCCESS, let database, hs_alloc_scratch(database, &scratch) == HS_SUCCESS else {
+            print("\(name) does not compile: \(error.flatMap { $0.pointee.message.map { String(cString: $0) } } ?? "?")")
+            return
+        }
         final class Count { var n = 0 }
         let count = Count()
         let clock = ContinuousClock()
@@ -153,10 +160,12 @@ func patterns(_ path: String, trying: [String]) {
     }
     print("\(strings.count) bytes of strings")
     if !trying.isEmpty {
-        // Expressions from the command line, `i:` in front for caseless: all together, then each.
+        // Expressions from the command line, `i:` in front for caseless: all
+        // together, then each, then each with start-of-match tracking.
         let tried = trying.map { $0.hasPrefix("i:") ? PatternSet.Pattern(String($0.dropFirst(2)), caseless: true) : PatternSet.Pattern($0) }
         measure("together", tried)
         for pattern in tried { measure(pattern.expression, [pattern]) }
+        for pattern in tried { measure("start of match: " + pattern.expression, [pattern], startOfMatch: true) }
         return
     }
     measure("all", all)
