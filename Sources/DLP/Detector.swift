@@ -68,8 +68,9 @@ extension Detector {
         PatternSet.Pattern(expression, caseless: caseless, maxLength: maxLength)
     }
 
-    static func p(_ expression: String, caseless: Bool = false, prefilter: String, before: Int, after: Int) -> PatternSet.Pattern {
-        PatternSet.Pattern(expression, caseless: caseless, prefilter: prefilter, before: before, after: after)
+    static func p(_ expression: String, caseless: Bool = false, prefilter: String, prefilterCaseless: Bool? = nil,
+                  before: Int, after: Int) -> PatternSet.Pattern {
+        PatternSet.Pattern(expression, caseless: caseless, prefilter: prefilter, prefilterCaseless: prefilterCaseless, before: before, after: after)
     }
 
     /// The built-in detectors.
@@ -95,7 +96,8 @@ extension Detector {
             // Any national layout (69 849 69 22, (84) 244-757, 03.17.74.30.53,
             // 2980960824), but only where the text says it is a phone number.
             p(#"(?:\(\+?[0-9]{1,5}\)[ .\-]?|\b)[0-9]{2,11}(?:[ .\-][0-9]{2,8}){0,4}\b"#,
-              prefilter: #"[0-9]{2}(?:[ .\-]?[0-9]){5}"#, before: 24, after: 24),
+              // Found from its context words, which are rarer than digits.
+              prefilter: #"(?:phone|tel|call|mobile|cell|fax|desk|contact|reach|sms|whatsapp|dial|office|home|work)"#, prefilterCaseless: true, before: 50, after: 80),
         ], validator: .phone, contextWords: ["phone", "tel", "call", "mobile", "cell", "fax", "desk", "contact", "reach", "sms", "whatsapp", "dial"],
            contextWindow: 48, contextWordsAfter: ["office", "fax", "mobile", "cell", "home", "work", "phone"], contextWindowAfter: 12,
            isolated: true, priority: 19),
@@ -110,8 +112,8 @@ extension Detector {
             p(#"\b[0-9]{3} [0-9]{2} [0-9]{4}\b"#),
         ], validator: .usSSN, priority: 70),
         Detector(id: "US_SSN", category: .pii, patterns: [
-            // Nine bare digits are an SSN only where the text says so.
-            p(#"\b[0-9]{9}\b"#),
+            // Nine bare digits are an SSN only where the text says so: found from those words.
+            p(#"\b[0-9]{9}\b"#, prefilter: #"(?:ssn|social sec|ss ?#)"#, prefilterCaseless: true, before: 10, after: 80),
         ], validator: .usSSN, contextWords: ["ssn", "social security", "social sec", "ss#", "ss #"], priority: 70),
         Detector(id: "UK_NINO", category: .pii, patterns: [
             p(#"\b[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?[0-9]{2} ?[0-9]{2} ?[0-9]{2} ?[A-D]\b"#),

@@ -19,6 +19,9 @@ public final class PatternSet: @unchecked Sendable {
         /// A cheaper expression for the first pass, found inside every
         /// match (for an email, its `@`); nil means the expression itself.
         public var prefilter: String?
+        /// Whether the prefilter ignores case (context words do; the
+        /// pattern they lead to may not).
+        public var prefilterCaseless: Bool
         /// The window the second pass scans around a first-pass end: this
         /// many bytes before it and after it. Without a prefilter, `before`
         /// is the longest match that gets its exact start.
@@ -28,14 +31,16 @@ public final class PatternSet: @unchecked Sendable {
         public init(_ expression: String, caseless: Bool = false, maxLength: Int = 128) {
             self.expression = expression
             self.caseless = caseless
+            self.prefilterCaseless = caseless
             self.before = maxLength
             self.after = 0
         }
 
-        public init(_ expression: String, caseless: Bool = false, prefilter: String, before: Int, after: Int) {
+        public init(_ expression: String, caseless: Bool = false, prefilter: String, prefilterCaseless: Bool? = nil, before: Int, after: Int) {
             self.expression = expression
             self.caseless = caseless
             self.prefilter = prefilter
+            self.prefilterCaseless = prefilterCaseless ?? caseless
             self.before = before
             self.after = after
         }
@@ -76,7 +81,7 @@ public final class PatternSet: @unchecked Sendable {
         count = patterns.count
         windows = patterns.map { ($0.before, $0.after) }
         let caseless = UInt32(HS_FLAG_CASELESS)
-        prefilter = try Self.compile(patterns.map { $0.prefilter ?? $0.expression }, flags: patterns.map { $0.caseless ? caseless : 0 }, offset: 0)
+        prefilter = try Self.compile(patterns.map { $0.prefilter ?? $0.expression }, flags: patterns.map { $0.prefilterCaseless ? caseless : 0 }, offset: 0)
         var confirm: [OpaquePointer] = []
         for (index, pattern) in patterns.enumerated() {
             do {

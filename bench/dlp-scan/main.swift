@@ -125,7 +125,7 @@ func patterns(_ path: String, trying: [String]) {
     func measure(_ name: String, _ chosen: [PatternSet.Pattern], startOfMatch: Bool = false) {
         let copies = chosen.map { strdup($0.prefilter ?? $0.expression) }
         defer { copies.forEach { free($0) } }
-        let flags = chosen.map { ($0.caseless ? UInt32(HS_FLAG_CASELESS) : 0) | (startOfMatch ? UInt32(HS_FLAG_SOM_LEFTMOST) : 0) }
+        let flags = chosen.map { ((startOfMatch ? $0.caseless : $0.prefilterCaseless) ? UInt32(HS_FLAG_CASELESS) : 0) | (startOfMatch ? UInt32(HS_FLAG_SOM_LEFTMOST) : 0) }
         let ids = chosen.indices.map(UInt32.init)
         var database: OpaquePointer?, error: UnsafeMutablePointer<hs_compile_error_t>?, scratch: OpaquePointer?
         let status = copies.map { UnsafePointer($0) }.withUnsafeBufferPointer {
