@@ -31,12 +31,31 @@ final class EdgeSession: SessionOutbound {
     let bufferLimit: Int
     private let state = Mutex(State())
 
+    /// Where a stream's events go: the HTTP response writing it, as an
+    /// async sequence (Hummingbird's routes) or as callbacks (the fast
+    /// lane, which writes from the event loop). Both are called with the
+    /// session's lock held, so they only hand the event on.
+    struct Sink: Sendable {
+        var yield: @Sendable (Event) -> Void
+        var finish: @Sendable () -> Void
+
+        init(yield: @escaping @Sendable (Event) -> Void, finish: @escaping @Sendable () -> Void) {
+            self.yield = yield
+            self.finish = finish
+        }
+
+        init(_ continuation: AsyncStream<Event>.Continuation) {
+            yield = { continuation.yield($0) }
+            finish = { continuation.finish() }
+        }
+    }
+
     /// One HTTP response writing a stream. A stream that is opened again
     /// (a second GET, a resume) gets a new attachment; the old writer's end
     /// must not detach the new one.
     struct Attachment {
         var token: Int
-        var continuation: AsyncStream<Event>.Continuation
+        var sink: Sink
     }
 
     struct State {
@@ -72,22 +91,27 @@ final class EdgeSession: SessionOutbound {
     /// token and its events.
     func openRequestStream(for requestID: JSON) -> (stream: Int, token: Int, events: AsyncStream<Event>) {
         let (events, continuation) = makeStream()
-        let (stream, token) = state.withLock { s -> (Int, Int) in
+        let (stream, token) = openRequestStream(for: requestID, sink: Sink(continuation))
+        return (stream, token, events)
+    }
+
+    /// The same with the events handed to `sink` as they come.
+    func openRequestStream(for requestID: JSON, sink: Sink) -> (stream: Int, token: Int) {
+        state.withLock { s -> (Int, Int) in
             let stream = s.nextStreamID
             s.nextStreamID += 1
-            let token = attach(continuation, to: stream, in: &s)
+            let token = attach(sink, to: stream, in: &s)
             s.requestStreams[requestID] = stream
             s.active.insert(stream)
             return (stream, token)
         }
-        return (stream, token, events)
     }
 
-    /// Makes `continuation` the stream's writer, ending the one it replaces.
-    private func attach(_ continuation: AsyncStream<Event>.Continuation, to stream: Int, in s: inout State) -> Int {
+    /// Makes `sink` the stream's writer, ending the one it replaces.
+    private func attach(_ sink: Sink, to stream: Int, in s: inout State) -> Int {
         let token = s.nextToken
         s.nextToken += 1
-        s.live.updateValue(Attachment(token: token, continuation: continuation), forKey: stream)?.continuation.finish()
+        s.live.updateValue(Attachment(token: token, sink: sink), forKey: stream)?.sink.finish()
         return token
     }
 
@@ -98,7 +122,7 @@ final class EdgeSession: SessionOutbound {
         state.withLock { s in
             if let id = response.id, s.requestStreams[id] == stream { s.requestStreams[id] = nil }
             emit(response, on: stream, final: true, in: &s)
-            s.live.removeValue(forKey: stream)?.continuation.finish()
+            s.live.removeValue(forKey: stream)?.sink.finish()
             s.streaming.remove(stream)
             s.active.remove(stream)
         }
@@ -109,7 +133,7 @@ final class EdgeSession: SessionOutbound {
     func detach(_ stream: Int, token: Int) {
         state.withLock { s in
             guard let attachment = s.live[stream], attachment.token == token else { return }
-            attachment.continuation.finish()
+            attachment.sink.finish()
             s.live[stream] = nil
         }
     }
@@ -136,7 +160,7 @@ final class EdgeSession: SessionOutbound {
             if s.buffer.count >= 2 * bufferLimit { s.buffer.removeFirst(s.buffer.count - bufferLimit) }
         }
         if let attachment = s.live[stream] {
-            attachment.continuation.yield(event)
+            attachment.sink.yield(event)
         } else if stream == Self.standalone {
             s.undelivered.append(event)
             if s.undelivered.count > max(bufferLimit, 16) { s.undelivered.removeFirst() }
@@ -150,7 +174,7 @@ final class EdgeSession: SessionOutbound {
         let token = state.withLock { s -> Int in
             for event in s.undelivered { continuation.yield(event) }
             s.undelivered = []
-            return attach(continuation, to: Self.standalone, in: &s)
+            return attach(Sink(continuation), to: Self.standalone, in: &s)
         }
         return (token, events)
     }
@@ -168,14 +192,14 @@ final class EdgeSession: SessionOutbound {
             }
             if stream == Self.standalone {
                 s.undelivered = []
-                return (stream, attach(continuation, to: stream, in: &s))
+                return (stream, attach(Sink(continuation), to: stream, in: &s))
             }
             guard s.active.contains(stream) else {
                 // Its response was sent (and replayed above, if still buffered).
                 continuation.finish()
                 return (stream, 0)
             }
-            return (stream, attach(continuation, to: stream, in: &s))
+            return (stream, attach(Sink(continuation), to: stream, in: &s))
         }
         return (stream, token, events)
     }
@@ -189,14 +213,14 @@ final class EdgeSession: SessionOutbound {
     func keepAlive() {
         state.withLock { s in
             for (stream, attachment) in s.live where stream == Self.standalone || s.streaming.contains(stream) {
-                attachment.continuation.yield(Event(id: 0, message: .notification(method: ""), final: false, keepAlive: true))
+                attachment.sink.yield(Event(id: 0, message: .notification(method: ""), final: false, keepAlive: true))
             }
         }
     }
 
     func closeStreams() {
         state.withLock { s in
-            for attachment in s.live.values { attachment.continuation.finish() }
+            for attachment in s.live.values { attachment.sink.finish() }
             s.live = [:]
         }
     }

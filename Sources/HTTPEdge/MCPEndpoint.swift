@@ -90,61 +90,105 @@ struct MCPEndpoint: Sendable {
 
     // MARK: Streamable HTTP: POST
 
-    func post(_ request: Request, context: some RequestContext) async -> Response {
-        if let refused = checkOrigin(request) { return refused }
-        guard let portal = portal(context) else { return Self.failure(.notFound, .invalidRequest("no such portal")) }
-        if let contentType = request.headers[.contentType], !contentType.lowercased().hasPrefix("application/json") {
-            return Self.failure(.unsupportedMediaType, .invalidRequest("Content-Type must be application/json"))
+    /// What a POST turns out to be once its headers and body are checked:
+    /// an answer already (a refusal), or the message(s) to run. Both the
+    /// routes and the fast lane admit requests here, so they refuse alike.
+    enum Admission {
+        case refused(HTTPResponse.Status, JSONRPCError, id: JSON?)
+        case initialize(JSONRPCMessage, PortalDefinition)
+        /// A notification or a response from the client.
+        case notification(JSONRPCMessage, SessionRegistry.Entry)
+        case request(JSONRPCMessage, SessionRegistry.Entry)
+        case batch([JSONRPCMessage], SessionRegistry.Entry)
+    }
+
+    enum HeadAdmission {
+        case accepted(PortalDefinition)
+        case refused(Admission)
+    }
+
+    /// The checks a POST's headers get before its body is read.
+    func admitHead(portalID: String?, headers: HTTPFields) -> HeadAdmission {
+        if let origin = headers[.origin], !origins.allows(origin) {
+            return .refused(.refused(.forbidden, JSONRPCError(code: -32000, message: "Forbidden: origin \(origin) is not allowed"), id: nil))
         }
-        if let accept = request.headers[.accept]?.lowercased(),
+        guard let portal = gateway.portal(portalID ?? "default") else { return .refused(.refused(.notFound, .invalidRequest("no such portal"), id: nil)) }
+        if let contentType = headers[.contentType], !contentType.lowercased().hasPrefix("application/json") {
+            return .refused(.refused(.unsupportedMediaType, .invalidRequest("Content-Type must be application/json"), id: nil))
+        }
+        if let accept = headers[.accept]?.lowercased(),
            !(accept.contains("application/json") || accept.contains("text/event-stream") || accept.contains("*/*")) {
-            return Self.failure(.notAcceptable, .invalidRequest("Accept must include application/json and text/event-stream"))
+            return .refused(.refused(.notAcceptable, .invalidRequest("Accept must include application/json and text/event-stream"), id: nil))
         }
-        let body: [UInt8]
-        switch await readBody(request) {
-        case .bytes(let bytes): body = bytes
-        case .refused(let response): return response
-        }
+        return .accepted(portal)
+    }
+
+    /// The checks of the body: JSON-RPC, session, protocol version, batches.
+    func admitBody(portal: PortalDefinition, headers: HTTPFields, body: [UInt8]) -> Admission {
         let parsed: JSONRPCMessage.Parsed
         do {
             parsed = try JSONRPCMessage.parse(body, maxDepth: limits.maxJSONDepth)
         } catch {
-            return Self.failure(.badRequest, error)
+            return .refused(.badRequest, error, id: nil)
         }
-        let sessionHeader = request.headers[Self.sessionHeader]
+        let sessionHeader = headers[Self.sessionHeader]
 
         // A new session starts with initialize, alone, without a session id.
         if case .single(let message) = parsed, message.method == MCP.Method.initialize {
-            guard message.kind == .request else { return Self.failure(.badRequest, .invalidRequest("initialize must be a request")) }
-            if sessionHeader != nil, registry.touch(sessionHeader!) != nil {
-                return Self.failure(.badRequest, .invalidRequest("session already initialized"), id: message.id)
+            guard message.kind == .request else { return .refused(.badRequest, .invalidRequest("initialize must be a request"), id: nil) }
+            if let sessionHeader, registry.touch(sessionHeader) != nil {
+                return .refused(.badRequest, .invalidRequest("session already initialized"), id: message.id)
             }
-            return await initialize(message, portal: portal, request: request)
+            return .initialize(message, portal)
         }
 
         guard let sessionID = sessionHeader else {
-            return Self.failure(.badRequest, .invalidRequest("Mcp-Session-Id header is required; send initialize first"))
+            return .refused(.badRequest, .invalidRequest("Mcp-Session-Id header is required; send initialize first"), id: nil)
         }
         guard let entry = registry.touch(sessionID), entry.portal.portal.id == portal.id else {
-            return Self.failure(.notFound, JSONRPCError(code: -32001, message: "Session not found or expired; initialize a new session"))
+            return .refused(.notFound, JSONRPCError(code: -32001, message: "Session not found or expired; initialize a new session"), id: nil)
         }
         let negotiated = entry.portal.protocolVersion ?? MCP.latestProtocolVersion
-        if let refused = checkVersionHeader(request, negotiated: negotiated) { return refused }
+        if let refused = checkVersionHeader(headers, negotiated: negotiated) { return refused }
 
         switch parsed {
         case .single(let message):
-            guard message.kind == .request else {
-                _ = await entry.portal.handle(message)
-                return Response(status: .accepted)
-            }
-            return await answer(message, entry: entry)
+            return message.kind == .request ? .request(message, entry) : .notification(message, entry)
         case .batch(let messages):
             guard MCP.batchingVersions.contains(negotiated) else {
-                return Self.failure(.badRequest, .invalidRequest("JSON-RPC batches are not allowed in protocol version \(negotiated)"))
+                return .refused(.badRequest, .invalidRequest("JSON-RPC batches are not allowed in protocol version \(negotiated)"), id: nil)
             }
             if messages.contains(where: { $0.method == MCP.Method.initialize }) {
-                return Self.failure(.badRequest, .invalidRequest("initialize cannot be part of a batch"))
+                return .refused(.badRequest, .invalidRequest("initialize cannot be part of a batch"), id: nil)
             }
+            return .batch(messages, entry)
+        }
+    }
+
+    func post(_ request: Request, context: some RequestContext) async -> Response {
+        let portal: PortalDefinition
+        switch admitHead(portalID: context.parameters.get("portal"), headers: request.headers) {
+        case .accepted(let found): portal = found
+        case .refused(let refusal): return await respond(refusal, request: request)
+        }
+        switch await readBody(request) {
+        case .bytes(let body): return await respond(admitBody(portal: portal, headers: request.headers, body: body), request: request)
+        case .refused(let response): return response
+        }
+    }
+
+    func respond(_ admission: Admission, request: Request) async -> Response {
+        switch admission {
+        case .refused(let status, let error, let id):
+            return Self.failure(status, error, id: id)
+        case .initialize(let message, let portal):
+            return await initialize(message, portal: portal, request: request)
+        case .notification(let message, let entry):
+            _ = await entry.portal.handle(message)
+            return Response(status: .accepted)
+        case .request(let message, let entry):
+            return await answer(message, entry: entry)
+        case .batch(let messages, let entry):
             var responses: [JSON] = []
             await withTaskGroup(of: JSONRPCMessage?.self) { group in
                 for message in messages { group.addTask { await entry.portal.handle(message) } }
@@ -155,21 +199,26 @@ struct MCPEndpoint: Sendable {
         }
     }
 
-    func checkVersionHeader(_ request: Request, negotiated: String) -> Response? {
-        guard let header = request.headers[Self.versionHeader] else {
+    func checkVersionHeader(_ headers: HTTPFields, negotiated: String) -> Admission? {
+        guard let header = headers[Self.versionHeader] else {
             // Clients of 2025-06-18 and later must send it; for 2025-03-26 it is assumed.
             if negotiated >= "2025-06-18" {
-                return Self.failure(.badRequest, .invalidRequest("MCP-Protocol-Version header is required (negotiated \(negotiated))"))
+                return .refused(.badRequest, .invalidRequest("MCP-Protocol-Version header is required (negotiated \(negotiated))"), id: nil)
             }
             return nil
         }
         guard MCP.supportedProtocolVersions.contains(header) else {
-            return Self.failure(.badRequest, .invalidRequest("unsupported MCP-Protocol-Version \(header); supported: \(MCP.supportedProtocolVersions.joined(separator: ", "))"))
+            return .refused(.badRequest, .invalidRequest("unsupported MCP-Protocol-Version \(header); supported: \(MCP.supportedProtocolVersions.joined(separator: ", "))"), id: nil)
         }
         guard header == negotiated else {
-            return Self.failure(.badRequest, .invalidRequest("MCP-Protocol-Version \(header) does not match the negotiated \(negotiated)"))
+            return .refused(.badRequest, .invalidRequest("MCP-Protocol-Version \(header) does not match the negotiated \(negotiated)"), id: nil)
         }
         return nil
+    }
+
+    func checkVersionHeader(_ request: Request, negotiated: String) -> Response? {
+        guard case .refused(let status, let error, let id) = checkVersionHeader(request.headers, negotiated: negotiated) else { return nil }
+        return Self.failure(status, error, id: id)
     }
 
     /// Whether the client asked for Code Mode (`?codemode=search_and_execute`),

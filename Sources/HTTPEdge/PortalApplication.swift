@@ -20,6 +20,7 @@ public final class PortalApplication: Sendable {
     public let pool: UpstreamPool
     public let store: SQLiteStore
     let registry: SessionRegistry
+    let endpoint: MCPEndpoint
     let logger: Logger
 
     public init(config: PortalConfig, logger: Logger) throws {
@@ -40,6 +41,8 @@ public final class PortalApplication: Sendable {
         pool = UpstreamPool(config: config, builtins: builtins, pinner: pinner, logger: logger)
         gateway = try Gateway(config: config, pool: pool, audit: store, logger: logger)
         registry = SessionRegistry(limit: config.limits.maxSessions)
+        endpoint = MCPEndpoint(gateway: gateway, registry: registry, limits: config.limits,
+                               origins: OriginPolicy(allowed: config.allowedOrigins), logger: logger)
     }
 
     static let metricsBootstrapped = Mutex(false)
@@ -56,8 +59,7 @@ public final class PortalApplication: Sendable {
     /// The router with every route: MCP endpoints, health, readiness, metrics.
     public func router() -> Router<BasicRequestContext> {
         let router = Router(context: BasicRequestContext.self)
-        let endpoint = MCPEndpoint(gateway: gateway, registry: registry, limits: config.limits,
-                                   origins: OriginPolicy(allowed: config.allowedOrigins), logger: logger)
+        let endpoint = self.endpoint
         for path in ["/mcp", "/{portal}/mcp"] {
             router.post(RouterPath(path)) { request, context in await endpoint.post(request, context: context) }
             router.get(RouterPath(path)) { request, context in await endpoint.get(request, context: context) }
@@ -92,6 +94,7 @@ public final class PortalApplication: Sendable {
     public func application(onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }) -> some ApplicationProtocol {
         Application(
             router: router(),
+            server: .portal(FastLane(endpoint: endpoint)),
             configuration: .init(address: .hostname(config.listen.host, port: config.listen.port), serverName: "mcp-portal"),
             services: [PoolService(app: self), SessionSweeper(registry: registry, idle: .seconds(config.limits.sessionIdleSeconds))],
             onServerRunning: onServerRunning,

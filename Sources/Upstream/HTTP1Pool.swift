@@ -24,7 +24,9 @@ final class HTTP1Pool: Sendable {
     let host: String
     let port: Int
     let group: any EventLoopGroup
-    private let idle = Mutex<[any Channel]>([])
+    /// Kept-alive connections by event loop: a caller on a loop gets one of
+    /// that loop's, so the call and its answer never leave the thread.
+    private let idle = Mutex<[ObjectIdentifier: [any Channel]]>([:])
     static let maxIdle = 64
     /// The largest plain answer kept in memory (as on the AsyncHTTPClient path).
     static let maxBody = 64 << 20
@@ -80,29 +82,36 @@ final class HTTP1Pool: Sendable {
     }
 
     func close() {
-        for channel in idle.withLock({ pool in defer { pool = [] }; return pool }) { channel.close(promise: nil) }
+        for channel in idle.withLock({ pool in defer { pool = [:] }; return pool.values.flatMap { $0 } }) { channel.close(promise: nil) }
     }
 
+    /// The event loop the caller runs on, if it runs on one.
+    private var callerLoop: (any EventLoop)? { MultiThreadedEventLoopGroup.currentEventLoop }
+
     private func takeIdle() -> (any Channel)? {
-        idle.withLock { pool in
-            while let channel = pool.popLast() {
-                if channel.isActive { return channel }
+        let preferred = callerLoop.map { ObjectIdentifier($0) }
+        return idle.withLock { pool in
+            for key in [preferred].compactMap({ $0 }) + Array(pool.keys) {
+                while let channel = pool[key]?.popLast() {
+                    if channel.isActive { return channel }
+                }
             }
             return nil
         }
     }
 
     fileprivate func release(_ channel: any Channel) {
+        let key = ObjectIdentifier(channel.eventLoop)
         let kept = idle.withLock { pool -> Bool in
-            guard channel.isActive, pool.count < Self.maxIdle else { return false }
-            pool.append(channel)
+            guard channel.isActive, pool[key, default: []].count < Self.maxIdle else { return false }
+            pool[key, default: []].append(channel)
             return true
         }
         if !kept { channel.close(promise: nil) }
     }
 
     private func connect(timeout: TimeAmount) -> EventLoopFuture<any Channel> {
-        let bootstrap = ClientBootstrap(group: group)
+        let bootstrap = ClientBootstrap(group: callerLoop ?? group.next())
             .connectTimeout(min(timeout, .seconds(10)))
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
@@ -119,7 +128,7 @@ final class HTTP1Pool: Sendable {
     private func send(_ head: HTTPRequestHead, body: ByteBuffer, on channel: any Channel, timeout: TimeAmount, completion: @escaping Completion) {
         do {
             let exchange = Exchange(pool: self, channel: channel, completion: completion)
-            channel.eventLoop.execute {
+            channel.eventLoop.executeHere {
                 guard let handler = try? channel.pipeline.syncOperations.handler(type: AnswerHandler.self) else {
                     exchange.fail(StaleConnection())
                     return
@@ -243,5 +252,12 @@ final class AnswerHandler: ChannelInboundHandler, @unchecked Sendable {
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         failCurrent(error)
         context.close(promise: nil)
+    }
+}
+
+extension EventLoop {
+    /// Runs `work` now when already on this loop, else queues it there.
+    func executeHere(_ work: @escaping @Sendable () -> Void) {
+        if inEventLoop { work() } else { execute(work) }
     }
 }

@@ -118,3 +118,55 @@ async def test_health_readiness_and_metrics(main_portal):
     assert metrics.status_code == 200
     lines = [line for line in metrics.text.splitlines() if line.startswith("mcp_portal_tool_calls_total")]
     assert any('server="peer"' in line and 'tool="echo"' in line for line in lines), lines
+
+
+def _http_request(host: str, path: str, method: str = "GET", body: bytes = b"", headers: dict[str, str] | None = None) -> bytes:
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {host}"]
+    for name, value in (headers or {}).items():
+        lines.append(f"{name}: {value}")
+    if method == "POST":
+        lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+async def _read_responses(stream, count: int) -> list[tuple[int, bytes]]:
+    """Reads `count` HTTP/1.1 responses (Content-Length bodies) in order."""
+    buffer = b""
+    out: list[tuple[int, bytes]] = []
+    while len(out) < count:
+        while b"\r\n\r\n" not in buffer:
+            buffer += await stream.receive()
+        head, buffer = buffer.split(b"\r\n\r\n", 1)
+        lines = head.decode().split("\r\n")
+        status = int(lines[0].split()[1])
+        length = next(int(l.split(":", 1)[1]) for l in lines[1:] if l.lower().startswith("content-length:"))
+        while len(buffer) < length:
+            buffer += await stream.receive()
+        out.append((status, buffer[:length]))
+        buffer = buffer[length:]
+    return out
+
+
+async def test_pipelined_requests_are_answered_in_order(main_portal):
+    """Calls answered on the event loop and requests that go to the router,
+    sent back to back on one connection, come back in the order sent."""
+    async with raw_session(main_portal.url()) as raw:
+        host, port = main_portal.base_url.removeprefix("http://").split(":")
+        headers = {k: v for k, v in raw.headers().items()}
+        words = [unique(f"pipe{i}") for i in range(3)]
+        call = lambda i, word: _http_request(host, "/mcp", "POST", json.dumps(body_of(
+            id=100 + i, method="tools/call", params={"name": "echo2", "arguments": {"text": word}})).encode(), headers)
+        payload = (call(0, words[0]) + _http_request(host, "/healthz") + call(1, words[1])
+                   + _http_request(host, "/mcp", "POST", json.dumps(body_of(id=7, method="tools/list")).encode(), headers)
+                   + call(2, words[2]))
+        with anyio.fail_after(20):
+            async with await anyio.connect_tcp(host, int(port)) as stream:
+                await stream.send(payload)
+                responses = await _read_responses(stream, 5)
+    assert [status for status, _ in responses] == [200] * 5, responses
+    assert responses[1][1] == b"ok\n"
+    for index, word in zip((0, 2, 4), words):
+        message = json.loads(responses[index][1])
+        assert message["id"] == 100 + index // 2, message
+        assert message["result"]["content"][0]["text"] == word, message
+    assert "tools" in json.loads(responses[3][1])["result"]

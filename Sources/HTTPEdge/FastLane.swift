@@ -1,0 +1,318 @@
+import Gateway
+import HTTPTypes
+import Hummingbird
+import HummingbirdCore
+import Logging
+import MCPWire
+import NIOCore
+import NIOHTTP1
+import NIOHTTPTypes
+import NIOHTTPTypesHTTP1
+
+/// The hot path, served on the event loop: a POST of one JSON-RPC request
+/// to an open Streamable HTTP session is admitted by the same checks as
+/// the route (``MCPEndpoint/admitHead(portalID:headers:)`` and
+/// ``MCPEndpoint/admitBody(portal:headers:body:)``), run by the session
+/// with a completion, and answered from the loop: plain JSON when the
+/// response comes first, an SSE stream when something comes before it.
+/// Everything else (initialize, notifications, batches, GET, DELETE,
+/// refusals, the legacy transport, health) goes on to Hummingbird's
+/// router unchanged, so errors are made in one place.
+struct FastLane: Sendable {
+    let endpoint: MCPEndpoint
+
+    /// Where a POST that may take the lane is going: `/mcp` (the default
+    /// portal) or `/{portal}/mcp`.
+    struct Target {
+        var portal: String?
+    }
+
+    func target(of head: HTTPRequest) -> Target? {
+        guard head.method == .post, head.headerFields[MCPEndpoint.sessionHeader] != nil,
+              head.headerFields[.connection]?.lowercased() != "close", head.headerFields[.expect] == nil,
+              var path = head.path?.utf8[...] else { return nil }
+        if let query = path.firstIndex(of: UInt8(ascii: "?")) { path = path[..<query] }
+        let suffix = "/mcp".utf8
+        guard path.count >= suffix.count, path.suffix(suffix.count).elementsEqual(suffix) else { return nil }
+        let prefix = path.dropLast(suffix.count)
+        if prefix.isEmpty { return Target(portal: nil) }
+        guard prefix.first == UInt8(ascii: "/"), prefix.count > 1, !prefix.dropFirst().contains(UInt8(ascii: "/")) else { return nil }
+        return Target(portal: String(decoding: prefix.dropFirst(), as: UTF8.self))
+    }
+
+    /// The request to run, or nil when the route should have it.
+    func admit(_ target: Target, head: HTTPRequest, body: [UInt8]) -> (JSONRPCMessage, SessionRegistry.Entry)? {
+        guard case .accepted(let portal) = endpoint.admitHead(portalID: target.portal, headers: head.headerFields),
+              case .request(let message, let entry) = endpoint.admitBody(portal: portal, headers: head.headerFields, body: body) else { return nil }
+        return (message, entry)
+    }
+
+    var maxBodyBytes: Int { endpoint.limits.maxBodyBytes }
+}
+
+/// The lane in a connection's pipeline, between the HTTP codec and
+/// Hummingbird. Requests on a connection are answered in order: while one
+/// is being answered (here or by Hummingbird), what comes after it waits
+/// in a queue and reads are held, as HTTP/1.1 pipelining needs.
+final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPRequestPart
+    typealias InboundOut = HTTPRequestPart
+    typealias OutboundIn = HTTPResponsePart
+    typealias OutboundOut = HTTPResponsePart
+
+    /// One request answered by the lane.
+    final class Answer {
+        let call: Int
+        let edge: EdgeSession
+        var stream = 0
+        var token = 0
+        /// The response head is written; `streaming` says which kind.
+        var started = false
+        var streaming = false
+        init(call: Int, edge: EdgeSession) {
+            self.call = call
+            self.edge = edge
+        }
+    }
+
+    enum State {
+        case idle
+        case collecting(HTTPRequest, FastLane.Target, ByteBuffer)
+        /// Hummingbird has the request until its response ends.
+        case passing(requestEnded: Bool)
+        case answering(Answer)
+    }
+
+    let lane: FastLane
+    private var state = State.idle
+    private var queued = CircularBuffer<HTTPRequestPart>()
+    private var readPending = false
+    private var calls = 0
+    private var context: ChannelHandlerContext?
+
+    init(lane: FastLane) { self.lane = lane }
+
+    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+
+    // MARK: Inbound
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        queued.append(unwrapInboundIn(data))
+        drain(context)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        // The client went away mid-stream: its events wait in the buffer for a resume.
+        if case .answering(let answer) = state, answer.started { answer.edge.detach(answer.stream, token: answer.token) }
+        context.fireChannelInactive()
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if canTakeInput, queued.isEmpty {
+            context.read()
+        } else {
+            readPending = true
+        }
+    }
+
+    private var canTakeInput: Bool {
+        switch state {
+        case .idle, .collecting, .passing(requestEnded: false): true
+        case .passing(requestEnded: true), .answering: false
+        }
+    }
+
+    /// Moves queued parts on as far as the state allows.
+    private func drain(_ context: ChannelHandlerContext) {
+        var fired = false
+        loop: while let part = queued.first {
+            switch state {
+            case .answering, .passing(requestEnded: true):
+                break loop
+            case .passing(requestEnded: false):
+                queued.removeFirst()
+                if case .end = part { state = .passing(requestEnded: true) }
+                context.fireChannelRead(wrapInboundOut(part))
+                fired = true
+            case .idle:
+                queued.removeFirst()
+                if case .head(let head) = part, let target = lane.target(of: head) {
+                    state = .collecting(head, target, context.channel.allocator.buffer(capacity: 0))
+                } else {
+                    // Not for the lane; or the rest of a request Hummingbird answered early.
+                    if case .head = part { state = .passing(requestEnded: false) }
+                    context.fireChannelRead(wrapInboundOut(part))
+                    fired = true
+                }
+            case .collecting(let head, let target, var body):
+                queued.removeFirst()
+                switch part {
+                case .body(let chunk):
+                    body.writeImmutableBuffer(chunk)
+                    if body.readableBytes > lane.maxBodyBytes {
+                        // Hummingbird refuses it (413) and reads the rest.
+                        pass(head, body: body, end: nil, context: context)
+                        fired = true
+                    } else {
+                        state = .collecting(head, target, body)
+                    }
+                case .end(let trailers):
+                    let bytes = body.readableBytesView
+                    if let (message, entry) = lane.admit(target, head: head, body: Array(bytes)) {
+                        answer(message, entry: entry, context: context)
+                    } else {
+                        pass(head, body: body, end: .some(trailers), context: context)
+                        fired = true
+                    }
+                case .head:
+                    // A head inside a request: let Hummingbird report it.
+                    pass(head, body: body, end: nil, context: context)
+                    context.fireChannelRead(wrapInboundOut(part))
+                    fired = true
+                }
+            }
+        }
+        if fired { context.fireChannelReadComplete() }
+        if readPending, canTakeInput, queued.isEmpty {
+            readPending = false
+            context.read()
+        }
+    }
+
+    /// Hands a collected request to Hummingbird.
+    private func pass(_ head: HTTPRequest, body: ByteBuffer, end: HTTPFields??, context: ChannelHandlerContext) {
+        state = .passing(requestEnded: end != nil)
+        context.fireChannelRead(wrapInboundOut(.head(head)))
+        if body.readableBytes > 0 { context.fireChannelRead(wrapInboundOut(.body(body))) }
+        if let end { context.fireChannelRead(wrapInboundOut(.end(end))) }
+    }
+
+    // MARK: Answering
+
+    private func answer(_ message: JSONRPCMessage, entry: SessionRegistry.Entry, context: ChannelHandlerContext) {
+        calls += 1
+        let answer = Answer(call: calls, edge: entry.edge)
+        state = .answering(answer)
+        let loop = context.eventLoop
+        let handler = NIOLoopBound(self, eventLoop: loop)
+        let call = answer.call
+        let sink = EdgeSession.Sink(
+            yield: { event in loop.execute { handler.value.deliver(event, call: call) } },
+            finish: { loop.execute { handler.value.streamEnded(call: call) } })
+        let requestID = message.id ?? .null
+        (answer.stream, answer.token) = entry.edge.openRequestStream(for: requestID, sink: sink)
+        let stream = answer.stream
+        entry.portal.handle(message) { response in
+            entry.edge.finish(response ?? .error(id: requestID, .internalError("no answer")), stream: stream)
+        }
+    }
+
+    private func current(_ call: Int) -> Answer? {
+        guard case .answering(let answer) = state, answer.call == call else { return nil }
+        return answer
+    }
+
+    /// An event for the request being answered: the first decides between
+    /// plain JSON (the response itself) and an SSE stream.
+    private func deliver(_ event: EdgeSession.Event, call: Int) {
+        guard let answer = current(call), let context else { return }
+        if !answer.started {
+            answer.started = true
+            if event.final, !event.keepAlive {
+                let bytes = event.message.serialized()
+                var head = HTTPResponse(status: .ok)
+                head.headerFields[.contentType] = "application/json"
+                head.headerFields[.contentLength] = String(bytes.count)
+                context.write(wrapOutboundOut(.head(head)), promise: nil)
+                context.write(wrapOutboundOut(.body(ByteBuffer(bytes: bytes))), promise: nil)
+                context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+                complete(context)
+                return
+            }
+            answer.streaming = true
+            var head = HTTPResponse(status: .ok)
+            head.headerFields[.contentType] = "text/event-stream"
+            head.headerFields[.cacheControl] = "no-cache, no-transform"
+            context.write(wrapOutboundOut(.head(head)), promise: nil)
+        }
+        context.write(wrapOutboundOut(.body(event.bytes)), promise: nil)
+        if event.final {
+            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+            complete(context)
+        } else {
+            context.flush()
+        }
+    }
+
+    /// The stream ended without a final event (the session closed, the
+    /// portal is shutting down): end the response.
+    private func streamEnded(call: Int) {
+        guard let answer = current(call), let context else { return }
+        if answer.started {
+            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        } else {
+            let bytes = JSONRPCMessage.error(id: nil, .internalError("the request ended without an answer")).serialized()
+            var head = HTTPResponse(status: .internalServerError)
+            head.headerFields[.contentType] = "application/json"
+            head.headerFields[.contentLength] = String(bytes.count)
+            context.write(wrapOutboundOut(.head(head)), promise: nil)
+            context.write(wrapOutboundOut(.body(ByteBuffer(bytes: bytes))), promise: nil)
+            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        }
+        complete(context)
+    }
+
+    private func complete(_ context: ChannelHandlerContext) {
+        state = .idle
+        drain(context)
+    }
+
+    // MARK: Outbound
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        let part = unwrapOutboundIn(data)
+        context.write(data, promise: promise)
+        // Hummingbird finished its response: the next request may go.
+        if case .end = part, case .passing = state {
+            state = .idle
+            drain(context)
+        }
+    }
+}
+
+/// Hummingbird's HTTP/1.1 child channel with the fast lane after the
+/// connection-state handler (so graceful shutdown sees every request).
+struct PortalHTTPChannel: ServerChildChannel, HTTPChannelHandler {
+    typealias Value = NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>
+
+    let responder: HTTPChannelHandler.Responder
+    let lane: FastLane
+
+    func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
+        channel.eventLoop.makeCompletedFuture {
+            try channel.pipeline.syncOperations.configureHTTPServerPipeline(
+                withPipeliningAssistance: false,
+                withErrorHandling: false,
+                withOutboundHeaderValidation: false,
+                withEncoderConfiguration: .init(),
+                withDecoderLimitConfiguration: .init()
+            )
+            try channel.pipeline.syncOperations.addHandler(HTTP1ToHTTPServerCodec(secure: false))
+            try channel.pipeline.syncOperations.addHandler(HTTPConnectionStateHandler(logger: logger))
+            try channel.pipeline.syncOperations.addHandler(FastLaneHandler(lane: lane))
+            return try NIOAsyncChannel(wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true))
+        }
+    }
+
+    func handle(value asyncChannel: Value, logger: Logger) async {
+        await handleHTTP(asyncChannel: asyncChannel, logger: logger)
+    }
+}
+
+extension HTTPServerBuilder {
+    /// HTTP/1.1 with the fast lane in every connection.
+    static func portal(_ lane: FastLane) -> HTTPServerBuilder {
+        HTTPServerBuilder { responder in PortalHTTPChannel(responder: responder, lane: lane) }
+    }
+}
