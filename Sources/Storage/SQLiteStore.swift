@@ -16,6 +16,8 @@ public final class SQLiteStore: AuditStore, PinStore, Sendable {
         var configuration = Configuration()
         configuration.prepareDatabase { db in
             try db.execute(sql: "PRAGMA synchronous = NORMAL")
+            // Checkpoints run on the audit writer's thread (BatchWriter), not inside a caller's commit.
+            try db.execute(sql: "PRAGMA wal_autocheckpoint = 0")
         }
         pool = try DatabasePool(path: (folder as NSString).appendingPathComponent("portal.sqlite"), configuration: configuration)
         try Self.migrator.migrate(pool)
@@ -155,59 +157,109 @@ public final class SQLiteStore: AuditStore, PinStore, Sendable {
     }
 }
 
-/// Commits audit records in batches on a thread of its own, off the event
-/// loops and the concurrency pool: callers queue a record with what to do
-/// once it is durable; the thread takes everything queued, commits it in
-/// one transaction, and then runs each caller's completion.
+/// Commits audit records in batches: callers queue a record with what to
+/// do once it is durable. When no commit is running, the caller commits
+/// its record itself, at once (no thread hand-off either way, which is
+/// most of a call's latency at low load); while one runs, records queue
+/// and the writer thread commits everything queued in one transaction,
+/// then runs each caller's completion. Checkpoints of the write-ahead log
+/// (the only step that syncs to disk) run on the writer thread, never on
+/// a caller's.
 final class BatchWriter: @unchecked Sendable {
     typealias Completion = @Sendable ((any Error)?) -> Void
     let pool: DatabasePool
     private let condition = NSCondition()
     private var queue: [(AuditEvent, Completion)] = []
+    /// A commit is running (on a caller or on the writer thread).
+    private var committing = false
     private var started = false
+    /// Commits since the last checkpoint.
+    private var commits = 0
+    static let checkpointEvery = 256
+    /// When the last commit ended. A caller commits its own record only
+    /// when the store has been quiet this long: under load, records wait
+    /// for the writer's next batch instead, which costs less per record.
+    private var lastCommit = ContinuousClock.now
+    static let quiet: Duration = .microseconds(200)
 
     init(pool: DatabasePool) { self.pool = pool }
 
     func append(_ event: AuditEvent, completion: @escaping Completion) {
         condition.lock()
-        queue.append((event, completion))
         if !started {
             started = true
             let thread = Thread { [self] in loop() }
             thread.name = "mcp-portal.audit"
             thread.start()
         }
-        condition.signal()
+        guard !committing, queue.isEmpty, ContinuousClock.now - lastCommit > Self.quiet else {
+            queue.append((event, completion))
+            condition.signal()
+            condition.unlock()
+            return
+        }
+        committing = true
+        condition.unlock()
+        let error = commit([(event, completion)])
+        finishCommit()
+        completion(error)
+    }
+
+    private func finishCommit() {
+        condition.lock()
+        committing = false
+        commits += 1
+        lastCommit = .now
+        // Wake the writer only when it has something to do.
+        if !queue.isEmpty || commits >= Self.checkpointEvery { condition.signal() }
         condition.unlock()
     }
 
     private func loop() {
         while true {
             condition.lock()
-            while queue.isEmpty { condition.wait() }
+            while committing || (queue.isEmpty && commits < Self.checkpointEvery) { condition.wait() }
             let batch = queue
             queue = []
+            let checkpoint = commits >= Self.checkpointEvery
+            if checkpoint { commits = 0 }
+            committing = true
             condition.unlock()
-            do {
-                try pool.write { db in
-                    let statement = try db.cachedStatement(sql: """
-                        INSERT INTO audit (time, kind, portal, session_id, principal, server, tool, method, outcome, error,
-                                           duration_us, argument_bytes, argument_hash, result_bytes, detail, execution_id)
-                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                        """)
-                    for (event, _) in batch {
-                        try statement.execute(arguments: [
-                            event.time.timeIntervalSince1970, event.kind.rawValue, event.portal, event.sessionID, event.principal,
-                            event.server, event.tool, event.method, event.outcome.rawValue, event.error,
-                            event.durationMicros, event.argumentBytes, event.argumentHash, event.resultBytes, event.detail,
-                            event.executionID,
-                        ])
-                    }
-                }
-                for (_, completion) in batch { completion(nil) }
-            } catch {
-                for (_, completion) in batch { completion(error) }
+            if checkpoint {
+                // PASSIVE: copies what no reader needs back into the database, never blocks writers' turn for long.
+                _ = try? pool.writeWithoutTransaction { db in try db.checkpoint(.passive) }
             }
+            let error = batch.isEmpty ? nil : commit(batch)
+            condition.lock()
+            committing = false
+            if !batch.isEmpty { commits += 1 }
+            lastCommit = .now
+            condition.unlock()
+            for (_, completion) in batch { completion(error) }
+        }
+    }
+
+    /// One transaction for the batch; nil when it is durable.
+    private func commit(_ batch: [(AuditEvent, Completion)]) -> (any Error)? {
+        do {
+            try pool.write { db in
+                let statement = try db.cachedStatement(sql: """
+                    INSERT INTO audit (time, kind, portal, session_id, principal, server, tool, method, outcome, error,
+                                       duration_us, argument_bytes, argument_hash, result_bytes, detail, execution_id)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    """)
+                for (event, _) in batch {
+                    try statement.execute(arguments: [
+                        event.time.timeIntervalSince1970, event.kind.rawValue, event.portal, event.sessionID, event.principal,
+                        event.server, event.tool, event.method, event.outcome.rawValue, event.error,
+                        event.durationMicros, event.argumentBytes, event.argumentHash, event.resultBytes, event.detail,
+                        event.executionID,
+                    ])
+                }
+            }
+            return nil
+        } catch {
+            return error
         }
     }
 }
