@@ -68,6 +68,12 @@ extension Detector {
         PatternSet.Pattern(expression, caseless: caseless, maxLength: maxLength)
     }
 
+    static func p(_ expression: String, prefilter: String, run: PatternSet.ByteClass) -> PatternSet.Pattern {
+        var pattern = PatternSet.Pattern(expression, prefilter: prefilter, before: 0, after: 0)
+        pattern.run = run
+        return pattern
+    }
+
     static func p(_ expression: String, caseless: Bool = false, prefilter: String, prefilterCaseless: Bool? = nil,
                   before: Int, after: Int) -> PatternSet.Pattern {
         PatternSet.Pattern(expression, caseless: caseless, prefilter: prefilter, prefilterCaseless: prefilterCaseless, before: before, after: after)
@@ -97,9 +103,9 @@ extension Detector {
             // 2980960824), but only where the text says it is a phone number.
             p(#"(?:\(\+?[0-9]{1,5}\)[ .\-]?|\b)[0-9]{2,11}(?:[ .\-][0-9]{2,8}){0,4}\b"#,
               // Found from its context words, which are rarer than digits.
-              prefilter: #"(?:phone|tel|call|mobile|cell|fax|desk|contact|reach|sms|whatsapp|dial|office|home|work)"#, prefilterCaseless: true, before: 50, after: 80),
+              prefilter: #"(?:phone|tel|call|mobile|cell|fax|desk|contact|reach|sms|whatsapp|dial|office)"#, prefilterCaseless: true, before: 50, after: 80),
         ], validator: .phone, contextWords: ["phone", "tel", "call", "mobile", "cell", "fax", "desk", "contact", "reach", "sms", "whatsapp", "dial"],
-           contextWindow: 48, contextWordsAfter: ["office", "fax", "mobile", "cell", "home", "work", "phone"], contextWindowAfter: 12,
+           contextWindow: 48, contextWordsAfter: ["office", "fax", "mobile", "cell", "phone"], contextWindowAfter: 12,
            isolated: true, priority: 19),
         Detector(id: "CREDIT_CARD", category: .pii, patterns: [
             p(#"\b[0-9](?:[ \-]?[0-9]){11,18}\b"#, prefilter: #"\b[0-9](?:[ \-]?[0-9]){11}"#, before: 25, after: 12),
@@ -108,30 +114,30 @@ extension Detector {
             p(#"\b[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11,30}\b"#, prefilter: #"\b[A-Z]{2}[0-9]{2} ?[A-Z0-9]{4}"#, before: 10, after: 50),
         ], validator: .iban, priority: 90),
         Detector(id: "US_SSN", category: .pii, patterns: [
-            p(#"\b[0-9]{3}-[0-9]{2}-[0-9]{4}\b"#),
-            p(#"\b[0-9]{3} [0-9]{2} [0-9]{4}\b"#),
+            p(#"\b[0-9]{3}-[0-9]{2}-[0-9]{4}\b"#, maxLength: 12),
+            p(#"\b[0-9]{3} [0-9]{2} [0-9]{4}\b"#, maxLength: 12),
         ], validator: .usSSN, priority: 70),
         Detector(id: "US_SSN", category: .pii, patterns: [
             // Nine bare digits are an SSN only where the text says so: found from those words.
             p(#"\b[0-9]{9}\b"#, prefilter: #"(?:ssn|social sec|ss ?#)"#, prefilterCaseless: true, before: 10, after: 80),
         ], validator: .usSSN, contextWords: ["ssn", "social security", "social sec", "ss#", "ss #"], priority: 70),
         Detector(id: "UK_NINO", category: .pii, patterns: [
-            p(#"\b[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?[0-9]{2} ?[0-9]{2} ?[0-9]{2} ?[A-D]\b"#),
+            p(#"\b[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?[0-9]{2} ?[0-9]{2} ?[0-9]{2} ?[A-D]\b"#, maxLength: 14),
         ], validator: .ukNINO, priority: 70),
         Detector(id: "IP_ADDRESS", category: .pii, patterns: [
-            p(#"\b(?:[0-9]{1,3}\.){3}[0-9]{1,3}\b"#),
+            p(#"\b(?:[0-9]{1,3}\.){3}[0-9]{1,3}\b"#, maxLength: 16),
         ], validator: .ipv4, isolated: true, priority: 30),
         Detector(id: "IP_ADDRESS", category: .pii, patterns: [
             p(#"(?:\b[0-9A-Fa-f]{1,4}|::)(?::[0-9A-Fa-f]{0,4}){2,7}"#, prefilter: ":[0-9A-Fa-f]{0,4}:[0-9A-Fa-f]{0,4}:", before: 45, after: 45),
         ], validator: .ipv6, priority: 30),
 
         Detector(id: "AWS_ACCESS_KEY", category: .secret, patterns: [
-            p(#"\b(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AROA|ANPA|ANVA|APKA)[A-Z0-9]{16}\b"#),
+            p(#"\b(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AROA|ANPA|ANVA|APKA)[A-Z0-9]{16}\b"#, maxLength: 21),
         ], priority: 100),
         Detector(id: "AWS_SECRET_KEY", category: .secret, patterns: [
             // A 40-character key, after "aws" or "secret" and a short gap,
             // and then a byte that cannot be part of it.
-            p(#"(?:aws|secret)[A-Za-z0-9_\-. "':=]{0,40}[^A-Za-z0-9/+][A-Za-z0-9/+]{40}[^A-Za-z0-9/+]"#, caseless: true),
+            p(#"(?:aws|secret)[A-Za-z0-9_\-. "':=]{0,40}[^A-Za-z0-9/+][A-Za-z0-9/+]{40}[^A-Za-z0-9/+]"#, caseless: true, maxLength: 90),
         ], validator: .awsSecret, span: .tail(40, dropping: 1), priority: 95),
         Detector(id: "GITHUB_TOKEN", category: .secret, patterns: [
             p(#"\bgh[pousr]_[A-Za-z0-9]{36,}\b"#, prefilter: #"gh[pousr]_[A-Za-z0-9]{36}"#, before: 40, after: 300),
@@ -151,13 +157,14 @@ extension Detector {
             p(#"\b(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,}\b"#, prefilter: #"(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16}"#, before: 24, after: 300),
         ], priority: 100),
         Detector(id: "GOOGLE_API_KEY", category: .secret, patterns: [
-            p(#"\bAIza[0-9A-Za-z_\-]{35}"#),
+            p(#"\bAIza[0-9A-Za-z_\-]{35}"#, maxLength: 40),
         ], priority: 100),
         Detector(id: "PRIVATE_KEY", category: .secret, patterns: [
-            p(#"-----BEGIN (?:RSA |EC |DSA |OPENSSH |ENCRYPTED |PGP )?PRIVATE KEY(?: BLOCK)?-----"#),
+            p(#"-----BEGIN (?:RSA |EC |DSA |OPENSSH |ENCRYPTED |PGP )?PRIVATE KEY(?: BLOCK)?-----"#, maxLength: 50),
         ], span: .pemBlock, priority: 100),
         Detector(id: "JWT", category: .secret, patterns: [
-            p(#"\beyJ[A-Za-z0-9_\-]{5,}\.eyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{10,}"#, prefilter: #"[A-Za-z0-9_\-]{5}\.eyJ"#, before: 400, after: 8192),
+            // The whole run of base64url and dots around the payload's start, however long.
+            p(#"\beyJ[A-Za-z0-9_\-]{5,}\.eyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{10,}"#, prefilter: #"[A-Za-z0-9_\-]{5}\.eyJ"#, run: .jwt),
         ], validator: .jwt, priority: 100),
         Detector(id: "GENERIC_SECRET", category: .secret, patterns: [
             // A keyword (SECRET_KEY, api key, client_secret, REDIS_PASSWORD, ...), an

@@ -27,6 +27,10 @@ public final class PatternSet: @unchecked Sendable {
         /// is the longest match that gets its exact start.
         public var before: Int
         public var after: Int
+        /// When set, a match is the run of these bytes around a first-pass
+        /// end, with no second scan (a JWT: a run of base64url and dots,
+        /// however long its payload).
+        public var run: ByteClass?
 
         public init(_ expression: String, caseless: Bool = false, maxLength: Int = 128) {
             self.expression = expression
@@ -44,6 +48,40 @@ public final class PatternSet: @unchecked Sendable {
             self.before = before
             self.after = after
         }
+    }
+
+    /// A set of bytes, for runs.
+    public struct ByteClass: Sendable {
+        var bits: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
+
+        public init(_ ranges: ClosedRange<UInt8>...) {
+            for range in ranges {
+                for byte in range { insert(byte) }
+            }
+        }
+
+        mutating func insert(_ byte: UInt8) {
+            let bit = UInt64(1) << (byte & 63)
+            switch byte >> 6 {
+            case 0: bits.0 |= bit
+            case 1: bits.1 |= bit
+            case 2: bits.2 |= bit
+            default: bits.3 |= bit
+            }
+        }
+
+        func contains(_ byte: UInt8) -> Bool {
+            let bit = UInt64(1) << (byte & 63)
+            switch byte >> 6 {
+            case 0: return bits.0 & bit != 0
+            case 1: return bits.1 & bit != 0
+            case 2: return bits.2 & bit != 0
+            default: return bits.3 & bit != 0
+            }
+        }
+
+        /// Base64url and the dots between a JWT's parts.
+        public static let jwt = ByteClass(0x41...0x5A, 0x61...0x7A, 0x30...0x39, 0x5F...0x5F, 0x2D...0x2E)
     }
 
     public struct CompileError: Error, CustomStringConvertible {
@@ -73,6 +111,7 @@ public final class PatternSet: @unchecked Sendable {
     private let prefilter: OpaquePointer
     private let confirm: [OpaquePointer]
     private let windows: [(before: Int, after: Int)]
+    private let runs: [ByteClass?]
     private let prototype: OpaquePointer
     private let spare = Mutex<[Scratch]>([])
     public let count: Int
@@ -80,6 +119,7 @@ public final class PatternSet: @unchecked Sendable {
     public init(_ patterns: [Pattern]) throws(CompileError) {
         count = patterns.count
         windows = patterns.map { ($0.before, $0.after) }
+        runs = patterns.map(\.run)
         let caseless = UInt32(HS_FLAG_CASELESS)
         prefilter = try Self.compile(patterns.map { $0.prefilter ?? $0.expression }, flags: patterns.map { $0.prefilterCaseless ? caseless : 0 }, offset: 0)
         var confirm: [OpaquePointer] = []
@@ -166,6 +206,21 @@ public final class PatternSet: @unchecked Sendable {
         var index = 0
         while index < anchors.count {
             let pattern = anchors[index].pattern
+            if let run = runs[pattern] {
+                // The run around each end; one match per run.
+                var reached = -1
+                while index < anchors.count, anchors[index].pattern == pattern {
+                    let end = anchors[index].end
+                    index += 1
+                    guard end > reached, end > 0, run.contains(bytes[end - 1]) else { continue }
+                    var start = end - 1, stop = end
+                    while start > 0, run.contains(bytes[start - 1]) { start -= 1 }
+                    while stop < bytes.count, run.contains(bytes[stop]) { stop += 1 }
+                    matches.append(Match(pattern: pattern, start: start, end: stop))
+                    reached = stop
+                }
+                continue
+            }
             let (before, after) = windows[pattern]
             // One byte more on each side, so word boundaries read their context.
             let from = max(0, anchors[index].end - before - 1)
