@@ -119,6 +119,23 @@ func detect(_ text: String) -> [String] {
         #expect(logged.blockedBy == nil && logged.failure != nil)
     }
 
+    /// Memory stays bounded: strings are scanned in chunks, and a string
+    /// larger than a chunk where it lies; nothing is lost at the seams.
+    @Test func bigMessagesAreScannedInChunks() throws {
+        let scan = MessageScan(scanner: engine.scanner, maxDepth: 64, chunkBytes: 1024)
+        var items: [JSON] = []
+        for index in 0..<200 { items.append(.string("note \(index): write to person\(index)@example.com today")) }
+        let big = String(repeating: "lorem ipsum ", count: 20_000) + "card 4111 1111 1111 1111 end"
+        let message: JSON = ["items": .array(items), "big": .string("mail first@example.org " + big)]
+        let found = try scan.findings(in: message)
+        #expect(found.filter { $0.finding.detector == "EMAIL" }.count == 201)
+        #expect(found.contains { $0.path == "$.items[199]" && $0.finding.detector == "EMAIL" })
+        #expect(found.filter { $0.path == "$.big" }.map(\.finding.detector) == ["EMAIL", "CREDIT_CARD"])
+        // The same findings as one unchunked pass.
+        let whole = try MessageScan(scanner: engine.scanner, maxDepth: 64).findings(in: message)
+        #expect(found == whole)
+    }
+
     @Test func minimumMatchCount() {
         let profile = engine.profiles["mcp-traffic"]!
         #expect(profile.matches([Finding(detector: "MCP_METHOD", start: 0, end: 1)]) == nil)
