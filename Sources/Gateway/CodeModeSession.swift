@@ -14,7 +14,7 @@ extension PortalSession {
         guard let code = params["arguments"]?["code"]?.stringValue else {
             throw JSONRPCError.invalidParams("\(tool) needs arguments {\"code\": string}: an async arrow function in plain JavaScript")
         }
-        let executionID = "x-" + SessionHost.randomHex(12)
+        let executionID = "x-" + Hex.random(12)
         let cancellation = ExecutionCancellation()
         let host = SessionHost(session: self, executionID: executionID, relatedTo: requestID)
         let registered = state.withLock { s -> Bool in
@@ -94,10 +94,5 @@ final class SessionHost: CodeModeHost {
         for id in calls.withLock({ $0.running }) {
             if let call = session.inFlightCall(id) { await call.client.cancel(call.id, reason: "the Code Mode execution ended") }
         }
-    }
-
-    static func randomHex(_ bytes: Int) -> String {
-        var generator = SystemRandomNumberGenerator()
-        return (0..<bytes).map { _ in String(UInt8.random(in: 0...255, using: &generator), radix: 16).leftPadded2 }.joined()
     }
 }

@@ -27,7 +27,7 @@ public struct ToolPinner: Sendable {
     }
 
     public static func hash(_ text: String) -> String {
-        SHA256.hash(data: Array(text.utf8)).map { String($0, radix: 16).leftPadded2 }.joined()
+        Hex.encode(SHA256.hash(data: Array(text.utf8)))
     }
 
     /// Returns the tools that may be shown: unchanged approved ones, and new
@@ -68,6 +68,3 @@ public struct ToolPinner: Sendable {
     }
 }
 
-extension String {
-    var leftPadded2: String { count >= 2 ? self : "0" + self }
-}

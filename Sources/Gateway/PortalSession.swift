@@ -397,7 +397,7 @@ public final class PortalSession: Sendable {
     }
 
     static func sha256(_ bytes: [UInt8]) -> String {
-        SHA256.hash(data: bytes).map { String($0, radix: 16).leftPadded2 }.joined()
+        Hex.encode(SHA256.hash(data: bytes))
     }
 
     /// Sends a request to a server on behalf of the client: maps ids and

@@ -1,5 +1,6 @@
 import Foundation
 import Gateway
+import PortalCore
 import Synchronization
 
 /// Open sessions by id. Ids are 32 random bytes from the system's secure
@@ -17,8 +18,7 @@ final class SessionRegistry: Sendable {
     init(limit: Int) { self.limit = limit }
 
     static func newID() -> String {
-        var generator = SystemRandomNumberGenerator()
-        return (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &generator)) }.joined()
+        Hex.random(32)
     }
 
     /// Adds a session, or returns false when the portal is at its session limit.

@@ -23,14 +23,9 @@ public enum ToolNaming {
         let full = "\(server)_\(cleaned)"
         if full.utf8.count <= 64, cleaned == tool { return full }
         let digest = SHA256.hash(data: Array("\(server)\u{0}\(tool)".utf8))
-        let suffix = digest.prefix(4).map { String($0, radix: 16).leftPadded(to: 2) }.joined()
+        let suffix = Hex.encode(digest.prefix(4))
         let keep = String(full.prefix(64 - 9))
         return "\(keep)_\(suffix)"
     }
 }
 
-extension String {
-    func leftPadded(to width: Int) -> String {
-        count >= width ? self : String(repeating: "0", count: width - count) + self
-    }
-}
