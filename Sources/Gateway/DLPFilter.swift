@@ -38,7 +38,14 @@ extension PortalSession {
         let context = DLPContext(portal: portal.id, server: server, tool: toolName, groups: principal.groups, direction: direction)
         let rules = dlp.rules(for: context)
         guard !rules.isEmpty else { return completion(.success(.pass(json))) }
-        let inspection = dlp.inspect(json, rules: rules, path: path)
+        // Scanning a big message takes a while: never on an event loop.
+        Task { finishScreen(json, rules: rules, direction: direction, server: server, tool: tool, method: method, path: path,
+                            executionID: executionID, completion: completion) }
+    }
+
+    private func finishScreen(_ json: JSON, rules: [DLPRule], direction: DLPDirection, server: String, tool: String?, method: String,
+                              path: String, executionID: String?, completion: @escaping @Sendable (Result<Screened, JSONRPCError>) -> Void) {
+        let inspection = gateway.dlp.inspect(json, rules: rules, path: path)
         let part = direction == .toServer ? "the arguments" : "the result"
         var blockError: JSONRPCError?
         if let rule = inspection.blockedBy {

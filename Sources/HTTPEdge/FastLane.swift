@@ -47,7 +47,10 @@ struct FastLane: Sendable {
         return (message, entry)
     }
 
-    var maxBodyBytes: Int { endpoint.limits.maxBodyBytes }
+    /// Bodies up to this size are parsed on the event loop; a larger one
+    /// goes to the route, whose handler runs off the loop (and refuses what
+    /// is over the configured limit).
+    var maxBodyBytes: Int { min(endpoint.limits.maxBodyBytes, 64 << 10) }
 }
 
 /// The lane in a connection's pipeline, between the HTTP codec and
@@ -151,7 +154,7 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 case .body(let chunk):
                     body.writeImmutableBuffer(chunk)
                     if body.readableBytes > lane.maxBodyBytes {
-                        // Hummingbird refuses it (413) and reads the rest.
+                        // Hummingbird takes it (or refuses it, 413) and reads the rest.
                         pass(head, body: body, end: nil, context: context)
                         fired = true
                     } else {
