@@ -223,13 +223,7 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler {
         if !answer.started {
             answer.started = true
             if event.final, !event.keepAlive {
-                let bytes = event.message.serialized()
-                var head = HTTPResponse(status: .ok)
-                head.headerFields[.contentType] = "application/json"
-                head.headerFields[.contentLength] = String(bytes.count)
-                context.write(wrapOutboundOut(.head(head)), promise: nil)
-                context.write(wrapOutboundOut(.body(ByteBuffer(bytes: bytes))), promise: nil)
-                context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+                writeJSON(event.message, status: .ok, context: context)
                 complete(context)
                 return
             }
@@ -255,15 +249,20 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler {
         if answer.started {
             context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
         } else {
-            let bytes = JSONRPCMessage.error(id: nil, .internalError("the request ended without an answer")).serialized()
-            var head = HTTPResponse(status: .internalServerError)
-            head.headerFields[.contentType] = "application/json"
-            head.headerFields[.contentLength] = String(bytes.count)
-            context.write(wrapOutboundOut(.head(head)), promise: nil)
-            context.write(wrapOutboundOut(.body(ByteBuffer(bytes: bytes))), promise: nil)
-            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+            writeJSON(.error(id: nil, .internalError("the request ended without an answer")), status: .internalServerError, context: context)
         }
         complete(context)
+    }
+
+    /// A whole response with a JSON body.
+    private func writeJSON(_ message: JSONRPCMessage, status: HTTPResponse.Status, context: ChannelHandlerContext) {
+        let bytes = message.serialized()
+        var head = HTTPResponse(status: status)
+        head.headerFields[.contentType] = "application/json"
+        head.headerFields[.contentLength] = String(bytes.count)
+        context.write(wrapOutboundOut(.head(head)), promise: nil)
+        context.write(wrapOutboundOut(.body(ByteBuffer(bytes: bytes))), promise: nil)
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
     }
 
     private func complete(_ context: ChannelHandlerContext) {
