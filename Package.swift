@@ -87,6 +87,7 @@ let package = Package(
             dependencies: [
                 "PortalCore",
                 .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "GRDBSQLite", package: "GRDB.swift"),
             ],
             swiftSettings: strict
         ),

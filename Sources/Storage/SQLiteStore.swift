@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import GRDBSQLite
 import PortalCore
 
 /// The embedded store: one SQLite database in WAL mode holding audit records
@@ -57,6 +58,11 @@ public final class SQLiteStore: AuditStore, PinStore, Sendable {
         migrator.registerMigration("v2: execution ids") { db in
             try db.alter(table: "audit") { t in t.add(column: "execution_id", .text) }
             try db.create(index: "audit_execution", on: "audit", columns: ["execution_id"])
+        }
+        migrator.registerMigration("v3: execution index only where there is one") { db in
+            // Most rows have no execution: a partial index is not updated for them.
+            try db.drop(index: "audit_execution")
+            try db.execute(sql: "CREATE INDEX audit_execution ON audit(execution_id) WHERE execution_id IS NOT NULL")
         }
         return migrator
     }
@@ -239,7 +245,8 @@ final class BatchWriter: @unchecked Sendable {
         }
     }
 
-    /// One transaction for the batch; nil when it is durable.
+    /// One transaction for the batch; nil when it is durable. Values are
+    /// bound straight to SQLite's statement: this runs for every call.
     private func commit(_ batch: [(AuditEvent, Completion)]) -> (any Error)? {
         do {
             try pool.write { db in
@@ -248,18 +255,62 @@ final class BatchWriter: @unchecked Sendable {
                                        duration_us, argument_bytes, argument_hash, result_bytes, detail, execution_id)
                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                     """)
+                let row = InsertRow(statement.sqliteStatement)
                 for (event, _) in batch {
-                    try statement.execute(arguments: [
-                        event.time.timeIntervalSince1970, event.kind.rawValue, event.portal, event.sessionID, event.principal,
-                        event.server, event.tool, event.method, event.outcome.rawValue, event.error,
-                        event.durationMicros, event.argumentBytes, event.argumentHash, event.resultBytes, event.detail,
-                        event.executionID,
-                    ])
+                    row.reset()
+                    row.bind(1, event.time.timeIntervalSince1970)
+                    row.bind(2, event.kind.rawValue)
+                    row.bind(3, event.portal)
+                    row.bind(4, event.sessionID)
+                    row.bind(5, event.principal)
+                    row.bind(6, event.server)
+                    row.bind(7, event.tool)
+                    row.bind(8, event.method)
+                    row.bind(9, event.outcome.rawValue)
+                    row.bind(10, event.error)
+                    row.bind(11, Int64(event.durationMicros))
+                    row.bind(12, Int64(event.argumentBytes))
+                    row.bind(13, event.argumentHash)
+                    row.bind(14, Int64(event.resultBytes))
+                    row.bind(15, event.detail)
+                    row.bind(16, event.executionID)
+                    let code = sqlite3_step(row.statement)
+                    guard code == SQLITE_DONE else {
+                        throw DatabaseError(resultCode: ResultCode(rawValue: code), message: String(cString: sqlite3_errmsg(db.sqliteConnection)))
+                    }
                 }
+                row.reset()
             }
             return nil
         } catch {
             return error
+        }
+    }
+
+    /// One prepared INSERT, bound value by value.
+    struct InsertRow {
+        let statement: OpaquePointer
+        init(_ statement: OpaquePointer) { self.statement = statement }
+        /// SQLite copies the text before the call returns.
+        static let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
+
+        func reset() {
+            sqlite3_reset(statement)
+            sqlite3_clear_bindings(statement)
+        }
+
+        func bind(_ index: Int32, _ value: Double) { sqlite3_bind_double(statement, index, value) }
+        func bind(_ index: Int32, _ value: Int64) { sqlite3_bind_int64(statement, index, value) }
+
+        func bind(_ index: Int32, _ value: String?) {
+            guard var value else { return } // cleared bindings are NULL
+            value.withUTF8 { text in
+                _ = text.withMemoryRebound(to: CChar.self) { chars in
+                    // An empty buffer may have no address, which SQLite would read as NULL.
+                    guard let base = chars.baseAddress else { return sqlite3_bind_text(statement, index, "", 0, Self.transient) }
+                    return sqlite3_bind_text(statement, index, base, Int32(chars.count), Self.transient)
+                }
+            }
         }
     }
 }

@@ -242,3 +242,35 @@ struct PinningTests {
         }
     }
 }
+
+@Suite("Audit store") struct AuditStoreTests {
+    /// Rows keep every field as recorded: text, empty text, NULLs, numbers;
+    /// records from many callers at once all land (batched or not).
+    @Test func rowsKeepEveryField() async throws {
+        let store = try SQLiteStore(folder: NSTemporaryDirectory() + "audit-test-\(UUID().uuidString)")
+        var event = AuditEvent(time: Date(timeIntervalSince1970: 1_700_000_000.25), kind: .call, portal: "p", sessionID: "s-1",
+                               principal: "ada", server: "wiki", tool: "search", method: "tools/call", outcome: .error, error: "")
+        event.durationMicros = 1234
+        event.argumentBytes = 56
+        event.argumentHash = "ab" + String(repeating: "0", count: 62)
+        event.resultBytes = 789
+        event.detail = #"{"rule":"r1","ünïcode":"✓"}"#
+        event.executionID = "x-1"
+        try await store.record(event)
+        let bare = AuditEvent(kind: .list, portal: "p", principal: "anonymous", outcome: .ok)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<200 { group.addTask { try await store.record(bare) } }
+            try await group.waitForAll()
+        }
+        var query = AuditQuery()
+        query.limit = 1000
+        let rows = try await store.query(query)
+        #expect(rows.count == 201)
+        let stored = try #require(rows.first { $0.event.kind == .call }).event
+        #expect(stored == event)
+        let plain = try #require(rows.first { $0.event.kind == .list }).event
+        #expect(plain.sessionID == nil && plain.error == nil && plain.detail == nil && plain.executionID == nil && plain.argumentHash == nil)
+        query.executionID = "x-1"
+        #expect(try await store.query(query).map(\.event.tool) == ["search"])
+    }
+}
