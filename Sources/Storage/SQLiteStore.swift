@@ -248,8 +248,13 @@ final class BatchWriter: @unchecked Sendable {
     /// One transaction for the batch; nil when it is durable. Values are
     /// bound straight to SQLite's statement: this runs for every call.
     private func commit(_ batch: [(AuditEvent, Completion)]) -> (any Error)? {
+        // A single row commits on its own (SQLite's implicit transaction): no BEGIN and COMMIT to run.
+        let pool = self.pool
+        let write: ((Database) throws -> Void) throws -> Void = batch.count == 1
+            ? { try pool.writeWithoutTransaction($0) }
+            : { try pool.write($0) }
         do {
-            try pool.write { db in
+            try write { db in
                 let statement = try db.cachedStatement(sql: """
                     INSERT INTO audit (time, kind, portal, session_id, principal, server, tool, method, outcome, error,
                                        duration_us, argument_bytes, argument_hash, result_bytes, detail, execution_id)
