@@ -13,6 +13,9 @@ public struct Detector: Sendable {
         case valueAfterAssignment
         /// A PEM header: through its `-----END ...-----` line.
         case pemBlock
+        /// Within a run of base64url and dots: the header (`eyJ`), the
+        /// payload (`eyJ`) and the signature, not what is glued around them.
+        case jwt
         /// `length` bytes ending `dropping` bytes before the match's end
         /// (the match reads one byte past the value to see where it ends).
         case tail(Int, dropping: Int)
@@ -64,8 +67,8 @@ public struct Detector: Sendable {
 }
 
 extension Detector {
-    static func p(_ expression: String, caseless: Bool = false, maxLength: Int = 128) -> PatternSet.Pattern {
-        PatternSet.Pattern(expression, caseless: caseless, maxLength: maxLength)
+    static func p(_ expression: String, caseless: Bool = false) -> PatternSet.Pattern {
+        PatternSet.Pattern(expression, caseless: caseless)
     }
 
     static func p(_ expression: String, prefilter: String, run: PatternSet.ByteClass) -> PatternSet.Pattern {
@@ -114,30 +117,30 @@ extension Detector {
             p(#"\b[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11,30}\b"#, prefilter: #"\b[A-Z]{2}[0-9]{2} ?[A-Z0-9]{4}"#, before: 10, after: 50),
         ], validator: .iban, priority: 90),
         Detector(id: "US_SSN", category: .pii, patterns: [
-            p(#"\b[0-9]{3}-[0-9]{2}-[0-9]{4}\b"#, maxLength: 12),
-            p(#"\b[0-9]{3} [0-9]{2} [0-9]{4}\b"#, maxLength: 12),
+            p(#"\b[0-9]{3}-[0-9]{2}-[0-9]{4}\b"#),
+            p(#"\b[0-9]{3} [0-9]{2} [0-9]{4}\b"#),
         ], validator: .usSSN, priority: 70),
         Detector(id: "US_SSN", category: .pii, patterns: [
             // Nine bare digits are an SSN only where the text says so: found from those words.
             p(#"\b[0-9]{9}\b"#, prefilter: #"(?:ssn|social sec|ss ?#)"#, prefilterCaseless: true, before: 10, after: 80),
         ], validator: .usSSN, contextWords: ["ssn", "social security", "social sec", "ss#", "ss #"], priority: 70),
         Detector(id: "UK_NINO", category: .pii, patterns: [
-            p(#"\b[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?[0-9]{2} ?[0-9]{2} ?[0-9]{2} ?[A-D]\b"#, maxLength: 14),
+            p(#"\b[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?[0-9]{2} ?[0-9]{2} ?[0-9]{2} ?[A-D]\b"#),
         ], validator: .ukNINO, priority: 70),
         Detector(id: "IP_ADDRESS", category: .pii, patterns: [
-            p(#"\b(?:[0-9]{1,3}\.){3}[0-9]{1,3}\b"#, maxLength: 16),
+            p(#"\b(?:[0-9]{1,3}\.){3}[0-9]{1,3}\b"#),
         ], validator: .ipv4, isolated: true, priority: 30),
         Detector(id: "IP_ADDRESS", category: .pii, patterns: [
             p(#"(?:\b[0-9A-Fa-f]{1,4}|::)(?::[0-9A-Fa-f]{0,4}){2,7}"#, prefilter: ":[0-9A-Fa-f]{0,4}:[0-9A-Fa-f]{0,4}:", before: 45, after: 45),
         ], validator: .ipv6, priority: 30),
 
         Detector(id: "AWS_ACCESS_KEY", category: .secret, patterns: [
-            p(#"\b(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AROA|ANPA|ANVA|APKA)[A-Z0-9]{16}\b"#, maxLength: 21),
+            p(#"\b(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AROA|ANPA|ANVA|APKA)[A-Z0-9]{16}\b"#),
         ], priority: 100),
         Detector(id: "AWS_SECRET_KEY", category: .secret, patterns: [
             // A 40-character key, after "aws" or "secret" and a short gap,
             // and then a byte that cannot be part of it.
-            p(#"(?:aws|secret)[A-Za-z0-9_\-. "':=]{0,40}[^A-Za-z0-9/+][A-Za-z0-9/+]{40}[^A-Za-z0-9/+]"#, caseless: true, maxLength: 90),
+            p(#"(?:aws|secret)[A-Za-z0-9_\-. "':=]{0,40}[^A-Za-z0-9/+][A-Za-z0-9/+]{40}[^A-Za-z0-9/+]"#, caseless: true),
         ], validator: .awsSecret, span: .tail(40, dropping: 1), priority: 95),
         Detector(id: "GITHUB_TOKEN", category: .secret, patterns: [
             p(#"\bgh[pousr]_[A-Za-z0-9]{36,}\b"#, prefilter: #"gh[pousr]_[A-Za-z0-9]{36}"#, before: 40, after: 300),
@@ -157,28 +160,28 @@ extension Detector {
             p(#"\b(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,}\b"#, prefilter: #"(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16}"#, before: 24, after: 300),
         ], priority: 100),
         Detector(id: "GOOGLE_API_KEY", category: .secret, patterns: [
-            p(#"\bAIza[0-9A-Za-z_\-]{35}"#, maxLength: 40),
+            p(#"\bAIza[0-9A-Za-z_\-]{35}"#),
         ], priority: 100),
         Detector(id: "PRIVATE_KEY", category: .secret, patterns: [
-            p(#"-----BEGIN (?:RSA |EC |DSA |OPENSSH |ENCRYPTED |PGP )?PRIVATE KEY(?: BLOCK)?-----"#, maxLength: 50),
+            p(#"-----BEGIN (?:RSA |EC |DSA |OPENSSH |ENCRYPTED |PGP )?PRIVATE KEY(?: BLOCK)?-----"#),
         ], span: .pemBlock, priority: 100),
         Detector(id: "JWT", category: .secret, patterns: [
             // The whole run of base64url and dots around the payload's start, however long.
             p(#"\beyJ[A-Za-z0-9_\-]{5,}\.eyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{10,}"#, prefilter: #"[A-Za-z0-9_\-]{5}\.eyJ"#, run: .jwt),
-        ], validator: .jwt, priority: 100),
+        ], validator: .jwt, span: .jwt, priority: 100),
         Detector(id: "GENERIC_SECRET", category: .secret, patterns: [
             // A keyword (SECRET_KEY, api key, client_secret, REDIS_PASSWORD, ...), an
             // assignment, and a value of 16 or more characters that looks random.
             // The pattern reads the value's first 16; the span runs to its end.
-            p(#"(?:api[_\-\s]?key|apikey|secret|token|passw(?:or)?d|pwd|auth[_\-]?key|access[_\-]?key|client[_\-]?secret|private[_\-]?key|credential)[A-Za-z0-9_\-]{0,16}["']?\s{0,2}[:=]\s{0,2}["']?[A-Za-z0-9_\-+/=.~!@#$%^&*()\[\]{}|<>?]{16}"#, caseless: true, maxLength: 80),
+            p(#"(?:api[_\-\s]?key|apikey|secret|token|passw(?:or)?d|pwd|auth[_\-]?key|access[_\-]?key|client[_\-]?secret|private[_\-]?key|credential)[A-Za-z0-9_\-]{0,16}["']?\s{0,2}[:=]\s{0,2}["']?[A-Za-z0-9_\-+/=.~!@#$%^&*()\[\]{}|<>?]{16}"#, caseless: true),
         ], validator: .entropy, span: .valueAfterAssignment, priority: 80),
 
         // MCP traffic signatures, for spotting MCP messages in other traffic.
         Detector(id: "MCP_METHOD", category: .signature, patterns: [
-            p(#""method"\s*:\s*"(?:initialize|tools/call|tools/list|resources/read|resources/list|prompts/list|prompts/get|sampling/createMessage|elicitation/create|notifications/initialized|notifications/tools/list_changed|roots/list|completion/complete)""#),
+            p(#""method"\s{0,8}:\s{0,8}"(?:initialize|tools/call|tools/list|resources/read|resources/list|prompts/list|prompts/get|sampling/createMessage|elicitation/create|notifications/initialized|notifications/tools/list_changed|roots/list|completion/complete)""#),
         ], priority: 10),
         Detector(id: "MCP_PROTOCOL_VERSION", category: .signature, patterns: [
-            p(#""protocolVersion"\s*:\s*"20(?:2[4-9]|[3-9][0-9])-[01][0-9]-[0-3][0-9]""#),
+            p(#""protocolVersion"\s{0,8}:\s{0,8}"20(?:2[4-9]|[3-9][0-9])-[01][0-9]-[0-3][0-9]""#),
         ], priority: 10),
     ]
 }

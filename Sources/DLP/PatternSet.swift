@@ -23,8 +23,9 @@ public final class PatternSet: @unchecked Sendable {
         /// pattern they lead to may not).
         public var prefilterCaseless: Bool
         /// The window the second pass scans around a first-pass end: this
-        /// many bytes before it and after it. Without a prefilter, `before`
-        /// is the longest match that gets its exact start.
+        /// many bytes before it and after it. Without a prefilter the
+        /// window is the pattern's longest match before the end (from
+        /// Hyperscan's analysis of the expression).
         public var before: Int
         public var after: Int
         /// When set, a match is the run of these bytes around a first-pass
@@ -32,11 +33,11 @@ public final class PatternSet: @unchecked Sendable {
         /// however long its payload).
         public var run: ByteClass?
 
-        public init(_ expression: String, caseless: Bool = false, maxLength: Int = 128) {
+        public init(_ expression: String, caseless: Bool = false) {
             self.expression = expression
             self.caseless = caseless
             self.prefilterCaseless = caseless
-            self.before = maxLength
+            self.before = 0
             self.after = 0
         }
 
@@ -60,7 +61,7 @@ public final class PatternSet: @unchecked Sendable {
             }
         }
 
-        mutating func insert(_ byte: UInt8) {
+        public mutating func insert(_ byte: UInt8) {
             let bit = UInt64(1) << (byte & 63)
             switch byte >> 6 {
             case 0: bits.0 |= bit
@@ -92,7 +93,9 @@ public final class PatternSet: @unchecked Sendable {
 
     public struct ScanError: Error, CustomStringConvertible {
         public var code: Int32
-        public var description: String { "Hyperscan scan failed (\(code))" }
+        public var description: String {
+            code == PatternSet.tooManyCandidates ? "too many candidate matches to check (more than a real message holds)" : "Hyperscan scan failed (\(code))"
+        }
     }
 
     /// One match: which pattern, and its leftmost start and end (bytes).
@@ -118,7 +121,17 @@ public final class PatternSet: @unchecked Sendable {
 
     public init(_ patterns: [Pattern]) throws(CompileError) {
         count = patterns.count
-        windows = patterns.map { ($0.before, $0.after) }
+        var windows: [(before: Int, after: Int)] = []
+        for (index, pattern) in patterns.enumerated() {
+            guard pattern.prefilter == nil, pattern.run == nil else {
+                windows.append((pattern.before, pattern.after))
+                continue
+            }
+            // The pattern itself is the first pass: its end is a match's end,
+            // and its longest match is how far back the start can be.
+            windows.append((try Self.longestMatch(pattern.expression, caseless: pattern.caseless, index: index), 0))
+        }
+        self.windows = windows
         runs = patterns.map(\.run)
         let caseless = UInt32(HS_FLAG_CASELESS)
         prefilter = try Self.compile(patterns.map { $0.prefilter ?? $0.expression }, flags: patterns.map { $0.prefilterCaseless ? caseless : 0 }, offset: 0)
@@ -139,6 +152,22 @@ public final class PatternSet: @unchecked Sendable {
             }
         }
         self.prototype = scratch!
+    }
+
+    /// The longest match an expression can make, from Hyperscan's analysis;
+    /// unbounded ones get a window back to the start of the buffer.
+    static func longestMatch(_ expression: String, caseless: Bool, index: Int) throws(CompileError) -> Int {
+        var info: UnsafeMutablePointer<hs_expr_info_t>?
+        var error: UnsafeMutablePointer<hs_compile_error_t>?
+        let status = hs_expression_info(expression, caseless ? UInt32(HS_FLAG_CASELESS) : 0, &info, &error)
+        guard status == HS_SUCCESS, let info else {
+            let message = error.flatMap { $0.pointee.message.map { String(cString: $0) } } ?? "cannot analyse the pattern (\(status))"
+            if let error { hs_free_compile_error(error) }
+            throw CompileError(index: index, message: message)
+        }
+        defer { free(info) }
+        let width = info.pointee.max_width
+        return width == UInt32.max ? Int.max / 4 : Int(width)
     }
 
     static func compile(_ expressions: [String], flags: [UInt32], offset: Int) throws(CompileError) -> OpaquePointer {
@@ -166,81 +195,116 @@ public final class PatternSet: @unchecked Sendable {
         confirm.forEach { hs_free_database($0) }
     }
 
+    /// The first pass's candidates, merged as they come into one window per
+    /// stretch of a pattern's ends (a match starts at most `before` bytes
+    /// before an end, and the prefilter may end up to `after` bytes before
+    /// the match does): memory grows with the windows, not with the ends.
     private final class Collector {
-        var matches: [Match] = []
-        let limit: Int
+        let windows: [(before: Int, after: Int)]
+        let length: Int
+        var openFrom: [Int]
+        var openTo: [Int]
+        var closed: [(pattern: Int, from: Int, to: Int)] = []
         var overflowed = false
-        init(limit: Int) { self.limit = limit }
+        static let limit = 1 << 20
+
+        init(windows: [(before: Int, after: Int)], length: Int) {
+            self.windows = windows
+            self.length = length
+            openFrom = Array(repeating: -1, count: windows.count)
+            openTo = Array(repeating: -1, count: windows.count)
+        }
+
+        /// One byte more on each side, so word boundaries read their context.
+        func add(pattern: Int, end: Int) -> Bool {
+            let (before, after) = windows[pattern]
+            let from = max(0, end - min(before, end) - 1)
+            let to = min(length, end + min(after, length) + 1)
+            if openTo[pattern] >= 0, from <= openTo[pattern] {
+                openTo[pattern] = max(openTo[pattern], to)
+                return true
+            }
+            if openTo[pattern] >= 0 { closed.append((pattern, openFrom[pattern], openTo[pattern])) }
+            openFrom[pattern] = from
+            openTo[pattern] = to
+            guard closed.count < Self.limit else {
+                overflowed = true
+                return false
+            }
+            return true
+        }
+
+        func finish() -> [(pattern: Int, from: Int, to: Int)] {
+            for pattern in openTo.indices where openTo[pattern] >= 0 { closed.append((pattern, openFrom[pattern], openTo[pattern])) }
+            return closed
+        }
     }
 
     private final class WindowMatches {
         var found: [(start: Int, end: Int)] = []
+        var overflowed = false
+        static let limit = 1 << 20
     }
 
+    /// The error for input made to swamp the scanner (more candidates than
+    /// any real message has): rules that block fail closed on it.
+    public static let tooManyCandidates: Int32 = -100
+
     /// Every match in `bytes`: each pattern's ends, each with its leftmost
-    /// start. Stops collecting at `limit` matches.
-    public func scan(_ bytes: UnsafeRawBufferPointer, limit: Int = 100_000) throws(ScanError) -> (matches: [Match], overflowed: Bool) {
-        guard !bytes.isEmpty, let base = bytes.baseAddress?.assumingMemoryBound(to: CChar.self) else { return ([], false) }
+    /// start. Input with more candidates than `Collector.limit` throws
+    /// ``tooManyCandidates`` rather than being passed half-scanned.
+    public func scan(_ bytes: UnsafeRawBufferPointer) throws(ScanError) -> [Match] {
+        guard !bytes.isEmpty, let base = bytes.baseAddress?.assumingMemoryBound(to: CChar.self) else { return [] }
         let scratch = try takeScratch()
         defer { spare.withLock { $0.append(scratch) } }
-        let collector = Collector(limit: limit)
+        let collector = Collector(windows: windows, length: bytes.count)
         let status = hs_scan(prefilter, base, UInt32(bytes.count), 0, scratch.pointer, { id, _, to, _, context in
-            let collector = Unmanaged<Collector>.fromOpaque(context!).takeUnretainedValue()
-            guard collector.matches.count < collector.limit else {
-                collector.overflowed = true
-                return 1
-            }
-            collector.matches.append(Match(pattern: Int(id), start: -1, end: Int(to)))
-            return 0
+            Unmanaged<Collector>.fromOpaque(context!).takeUnretainedValue().add(pattern: Int(id), end: Int(to)) ? 0 : 1
         }, Unmanaged.passUnretained(collector).toOpaque())
-        guard status == HS_SUCCESS || status == HS_SCAN_TERMINATED else { throw ScanError(code: status) }
-        // Second pass: each match with its start, from a window around each
-        // first-pass end. Windows of one pattern that overlap are merged and
-        // scanned once, so a run of ends (or many matches close together)
-        // costs one scan, and no match is found twice.
-        var anchors = collector.matches
-        anchors.sort { $0.pattern != $1.pattern ? $0.pattern < $1.pattern : $0.end < $1.end }
+        if collector.overflowed { throw ScanError(code: Self.tooManyCandidates) }
+        guard status == HS_SUCCESS else { throw ScanError(code: status) }
+        // Second pass: each match with its start, from its window.
         let window = WindowMatches()
         let context = Unmanaged.passUnretained(window).toOpaque()
         var matches: [Match] = []
-        var index = 0
-        while index < anchors.count {
-            let pattern = anchors[index].pattern
+        for (pattern, windowFrom, windowTo) in collector.finish() {
             if let run = runs[pattern] {
-                // The run around each end; one match per run.
-                var reached = -1
-                while index < anchors.count, anchors[index].pattern == pattern {
-                    let end = anchors[index].end
-                    index += 1
-                    guard end > reached, end > 0, run.contains(bytes[end - 1]) else { continue }
-                    var start = end - 1, stop = end
-                    while start > 0, run.contains(bytes[start - 1]) { start -= 1 }
-                    while stop < bytes.count, run.contains(bytes[stop]) { stop += 1 }
-                    matches.append(Match(pattern: pattern, start: start, end: stop))
-                    reached = stop
-                }
+                // The run around the first end in the window.
+                let end = windowFrom + 1
+                guard end > 0, end <= bytes.count, run.contains(bytes[end - 1]) else { continue }
+                var start = end - 1, stop = end
+                while start > 0, run.contains(bytes[start - 1]) { start -= 1 }
+                while stop < bytes.count, run.contains(bytes[stop]) { stop += 1 }
+                matches.append(Match(pattern: pattern, start: start, end: stop))
                 continue
             }
-            let (before, after) = windows[pattern]
-            // One byte more on each side, so word boundaries read their context.
-            let from = max(0, anchors[index].end - before - 1)
-            var to = min(bytes.count, anchors[index].end + after + 1)
-            index += 1
-            while index < anchors.count, anchors[index].pattern == pattern, anchors[index].end - before - 1 <= to {
-                to = min(bytes.count, anchors[index].end + after + 1)
-                index += 1
+            var from = windowFrom, to = windowTo
+            while true {
+                window.found.removeAll(keepingCapacity: true)
+                let status = hs_scan(confirm[pattern], base + from, UInt32(to - from), 0, scratch.pointer, { _, start, end, _, context in
+                    let window = Unmanaged<WindowMatches>.fromOpaque(context!).takeUnretainedValue()
+                    guard window.found.count < WindowMatches.limit else {
+                        window.overflowed = true
+                        return 1
+                    }
+                    window.found.append((Int(start), Int(end)))
+                    return 0
+                }, context)
+                if window.overflowed { throw ScanError(code: Self.tooManyCandidates) }
+                guard status == HS_SUCCESS else { throw ScanError(code: status) }
+                // A match touching a cut (not the buffer's edge) may go on
+                // past it: widen that side and look again.
+                let cutBefore = from > 0 && window.found.contains { $0.start == 0 }
+                let cutAfter = to < bytes.count && window.found.contains { from + $0.end == to }
+                guard cutBefore || cutAfter else { break }
+                if cutBefore { from = max(0, from - max(64, to - from)) }
+                if cutAfter { to = min(bytes.count, to + max(64, to - from)) }
             }
-            window.found.removeAll(keepingCapacity: true)
-            let status = hs_scan(confirm[pattern], base + from, UInt32(to - from), 0, scratch.pointer, { _, start, end, _, context in
-                Unmanaged<WindowMatches>.fromOpaque(context!).takeUnretainedValue().found.append((Int(start), Int(end)))
-                return 0
-            }, context)
-            guard status == HS_SUCCESS else { throw ScanError(code: status) }
             for (start, end) in window.found {
                 matches.append(Match(pattern: pattern, start: from + start, end: from + end))
             }
         }
-        return (matches, collector.overflowed)
+        return matches
     }
 
     private func takeScratch() throws(ScanError) -> Scratch {

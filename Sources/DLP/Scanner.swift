@@ -28,7 +28,7 @@ public final class Scanner: Sendable {
         public var description: String { "detector \(detector): \(message)" }
     }
 
-    public init(detectors: [Detector], maxFindings: Int = 10_000) throws(ConfigurationError) {
+    public init(detectors: [Detector], maxFindings: Int = 100_000) throws(ConfigurationError) {
         self.detectors = detectors
         self.maxFindings = maxFindings
         var patterns: [PatternSet.Pattern] = []
@@ -55,7 +55,7 @@ public final class Scanner: Sendable {
 
     /// The confirmed findings in `bytes`, in order of position.
     public func scan(_ bytes: UnsafeRawBufferPointer) throws(PatternSet.ScanError) -> [Finding] {
-        var (raw, _) = try patternSet.scan(bytes, limit: maxFindings * 8)
+        var raw = try patternSet.scan(bytes)
         guard !raw.isEmpty else { return [] }
         // By start, then detector, then the longest end first: each
         // detector's candidates at one start are tried longest first.
@@ -82,9 +82,10 @@ public final class Scanner: Sendable {
                 }
             }
             index = next
-            if confirmed.count >= maxFindings * 2 { break }
+            // More than any real message holds: refuse rather than pass the rest unchecked.
+            if confirmed.count > maxFindings { throw PatternSet.ScanError(code: PatternSet.tooManyCandidates) }
         }
-        return Self.resolveOverlaps(confirmed, limit: maxFindings)
+        return Self.resolveOverlaps(confirmed)
     }
 
     /// Plain bytes: scanned with a NUL after them, as every string of a
@@ -106,6 +107,22 @@ public final class Scanner: Sendable {
         var start = start, end = end
         switch detector.span {
         case .match: break
+        case .jwt:
+            // Segments of the run; the token is the first header whose next segment is a payload.
+            var segments: [Range<Int>] = []
+            var segmentStart = start
+            for index in start...end where index == end || bytes[index] == 0x2E {
+                segments.append(segmentStart..<index)
+                segmentStart = index + 1
+            }
+            func opensJSON(_ segment: Range<Int>) -> Bool {
+                segment.count >= 3 && bytes[segment.lowerBound] == 0x65 && bytes[segment.lowerBound + 1] == 0x79 && bytes[segment.lowerBound + 2] == 0x4A
+            }
+            guard let header = segments.indices.first(where: { $0 + 2 < segments.count && opensJSON(segments[$0]) && opensJSON(segments[$0 + 1]) }) else {
+                return nil
+            }
+            start = segments[header].lowerBound
+            end = segments[header + 2].upperBound
         case .tail(let length, let dropping):
             end -= dropping
             start = max(start, end - length)
@@ -116,7 +133,9 @@ public final class Scanner: Sendable {
             while start < end, [0x20, 0x09, 0x22, 0x27].contains(bytes[start]) { start += 1 }
             while end < bytes.count, end - start < 1024, Self.isValueByte(bytes[end]) { end += 1 }
         case .pemBlock:
-            let limit = min(bytes.count, start + 64 * 1024)
+            // Through its END line, within the same string (a NUL ends it).
+            var limit = min(bytes.count, start + 64 * 1024)
+            if let nul = (end..<limit).first(where: { bytes[$0] == 0 }) { limit = nul }
             let marker = Array("-----END ".utf8)
             var index = end
             search: while index + marker.count <= limit {
@@ -140,9 +159,13 @@ public final class Scanner: Sendable {
 
     /// What a secret's value may hold: letters, digits and the symbols a
     /// generated password uses; not spaces, quotes, commas or semicolons.
-    static func isValueByte(_ byte: UInt8) -> Bool {
-        isAlphanumeric(byte) || Array("_-+/=.~!@#$%^&*()[]{}|<>?".utf8).contains(byte)
-    }
+    static let valueBytes: PatternSet.ByteClass = {
+        var bytes = PatternSet.ByteClass(0x30...0x39, 0x41...0x5A, 0x61...0x7A)
+        for byte in "_-+/=.~!@#$%^&*()[]{}|<>?".utf8 { bytes.insert(byte) }
+        return bytes
+    }()
+
+    static func isValueByte(_ byte: UInt8) -> Bool { valueBytes.contains(byte) }
 
     static func isAlphanumeric(_ byte: UInt8) -> Bool {
         (byte >= 0x30 && byte <= 0x39) || (byte | 0x20 >= 0x61 && byte | 0x20 <= 0x7A)
@@ -187,18 +210,24 @@ public final class Scanner: Sendable {
 
     /// Where findings of different detectors overlap, the higher priority
     /// keeps the bytes (a card number is not also a phone number).
-    static func resolveOverlaps(_ findings: [(finding: Finding, priority: Int)], limit: Int) -> [Finding] {
+    static func resolveOverlaps(_ findings: [(finding: Finding, priority: Int)]) -> [Finding] {
         guard findings.count > 1 else { return findings.map(\.finding) }
         let ranked = findings.enumerated().sorted { a, b in
             a.element.priority != b.element.priority ? a.element.priority > b.element.priority : a.offset < b.offset
         }
+        // Kept spans by start: a new one overlaps only its neighbours there.
         var kept: [Finding] = []
         for (_, entry) in ranked {
             let f = entry.finding
-            if kept.contains(where: { $0.start < f.end && f.start < $0.end }) { continue }
-            kept.append(f)
-            if kept.count >= limit { break }
+            var low = 0, high = kept.count
+            while low < high {
+                let middle = (low + high) / 2
+                if kept[middle].start < f.start { low = middle + 1 } else { high = middle }
+            }
+            if low > 0, kept[low - 1].end > f.start { continue }
+            if low < kept.count, kept[low].start < f.end { continue }
+            kept.insert(f, at: low)
         }
-        return kept.sorted { $0.start < $1.start }
+        return kept
     }
 }

@@ -267,8 +267,6 @@ public enum Validator: String, Sendable, CaseIterable {
         return Data(base64Encoded: text).map { Array($0) }
     }
 
-    /// A value that looks generated: enough Shannon entropy per character,
-    /// at least two kinds of characters, and not a placeholder.
     /// A value that names a secret instead of holding one: a dotted path
     /// (`process.env.API_TOKEN`, `settings.secrets.key`), a placeholder
     /// (`${API_TOKEN}`, `<your-token>`, `{{ token }}`) or a call in code
@@ -286,6 +284,8 @@ public enum Validator: String, Sendable, CaseIterable {
         return dots > 0 && digits == 0
     }
 
+    /// A value that looks generated: enough Shannon entropy per character,
+    /// at least two kinds of characters.
     static func secretLike(_ bytes: ArraySlice<UInt8>, minimumEntropy: Double) -> Bool {
         guard bytes.count >= 16 else { return false }
         var counts = [Int](repeating: 0, count: 256)

@@ -66,6 +66,24 @@ func detect(_ text: String) -> [String] {
         #expect(detect(text) == expected)
     }
 
+    @Test func jwtGluedToOtherTextIsFoundAlone() {
+        let token = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"
+        #expect(detect("v1.\(token).x") == ["JWT:\(token)"])
+    }
+
+    /// Windows are cut around candidates; a match reaching a cut is looked
+    /// at again with more room, so long tokens are found (and redacted) whole.
+    @Test func longMatchesAreFoundWhole() throws {
+        let token = "ghp_" + String(repeating: "aB3dE6gH9k", count: 100)
+        #expect(detect("token \(token) end") == ["GITHUB_TOKEN:\(token)"])
+        var config = DLPConfig()
+        config.detectors = [DLPDetectorConfig(id: "CONFIG_BLOB", pattern: #"CONF-[A-Z0-9]{150,}"#)]
+        let custom = try DLPEngine(config: config)
+        let blob = "CONF-" + String(repeating: "A1", count: 200)
+        let found = try custom.findings(in: Array("x \(blob) y".utf8))
+        #expect(found.map(\.detector) == ["CONFIG_BLOB"] && found.first.map { $0.end - $0.start } == blob.utf8.count)
+    }
+
     @Test func invalidUTF8IsScannedAsBytes() throws {
         var bytes: [UInt8] = [0xFF, 0xFE, 0xC3]
         bytes += Array(" mail bob@example.com ".utf8) + [0xED, 0xA0, 0x80]
@@ -134,6 +152,23 @@ func detect(_ text: String) -> [String] {
         // The same findings as one unchunked pass.
         let whole = try MessageScan(scanner: engine.scanner, maxDepth: 64).findings(in: message)
         #expect(found == whole)
+    }
+
+    /// A key block's END line is looked for in its own string only.
+    @Test func privateKeyEndsInItsOwnString() throws {
+        let message: JSON = ["a": "-----BEGIN RSA PRIVATE KEY-----\nMIIBOgIBAAJBAKj34GkxFhD90vcNLYLInFEX6Ppy1tPf9Cnzj4p4WGeKLs1Pt8Qu",
+                             "b": "-----END RSA PRIVATE KEY-----"]
+        let found = try engine.findings(in: message)
+        #expect(found.map(\.path) == ["$.a"])
+    }
+
+    /// Input made to swamp the scanner is refused, never passed half-checked:
+    /// block rules fail closed on it.
+    @Test func floodsFailClosed() {
+        let flood = String(repeating: "a@b.co ", count: 150_000)
+        let inspection = engine.inspect(["text": .string(flood)], rules: rules(.block), path: "$")
+        #expect(inspection.failure != nil)
+        #expect(inspection.blockedBy?.id == "r1")
     }
 
     @Test func minimumMatchCount() {
