@@ -218,6 +218,18 @@ final class EdgeSession: SessionOutbound {
         }
     }
 
+    /// Ends the streams that are sending events (the session's own, and
+    /// requests answering as SSE), as the portal starts to shut down;
+    /// requests still waiting for a plain answer get it.
+    func closeStreamingStreams() {
+        state.withLock { s in
+            for (stream, attachment) in s.live where stream == Self.standalone || s.streaming.contains(stream) {
+                attachment.sink.finish()
+                s.live[stream] = nil
+            }
+        }
+    }
+
     func closeStreams() {
         state.withLock { s in
             for attachment in s.live.values { attachment.sink.finish() }

@@ -29,7 +29,7 @@ struct FastLane: Sendable {
 
     func target(of head: HTTPRequest) -> Target? {
         guard head.method == .post, head.headerFields[MCPEndpoint.sessionHeader] != nil,
-              head.headerFields[.connection]?.lowercased() != "close", head.headerFields[.expect] == nil,
+              !Self.closes(head), head.headerFields[.expect] == nil,
               var path = head.path?.utf8[...] else { return nil }
         if let query = path.firstIndex(of: UInt8(ascii: "?")) { path = path[..<query] }
         let suffix = "/mcp".utf8
@@ -38,6 +38,14 @@ struct FastLane: Sendable {
         if prefix.isEmpty { return Target(portal: nil) }
         guard prefix.first == UInt8(ascii: "/"), prefix.count > 1, !prefix.dropFirst().contains(UInt8(ascii: "/")) else { return nil }
         return Target(portal: String(decoding: prefix.dropFirst(), as: UTF8.self))
+    }
+
+    /// Whether a request asks for its connection to close after the answer
+    /// (a `close` token in any Connection header).
+    static func closes(_ head: HTTPRequest) -> Bool {
+        head.headerFields[values: .connection].contains { value in
+            value.split(separator: ",").contains { $0.trimmingCharacters(in: .whitespaces).lowercased() == "close" }
+        }
     }
 
     /// The request to run, or nil when the route should have it.
@@ -67,16 +75,25 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler {
     final class Answer {
         let call: Int
         let edge: EdgeSession
+        let requestID: JSON
         var stream = 0
         var token = 0
         /// The response head is written; `streaming` says which kind.
         var started = false
         var streaming = false
-        init(call: Int, edge: EdgeSession) {
+        /// Events waiting while the client does not read (the newest kept).
+        var backlog: [EdgeSession.Event] = []
+        init(call: Int, edge: EdgeSession, requestID: JSON) {
             self.call = call
             self.edge = edge
+            self.requestID = requestID
         }
     }
+
+    /// Events kept per streamed answer while the client does not read;
+    /// older ones are dropped from the live stream (the session's resume
+    /// buffer still has them), as on the route's streams.
+    static let backlogLimit = 256
 
     enum State {
         case idle
@@ -84,6 +101,8 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler {
         /// Hummingbird has the request until its response ends.
         case passing(requestEnded: Bool)
         case answering(Answer)
+        /// A request asked to close the connection: nothing after it is read.
+        case closing
     }
 
     let lane: FastLane
@@ -91,12 +110,23 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var queued = CircularBuffer<HTTPRequestPart>()
     private var readPending = false
     private var calls = 0
+    /// The request Hummingbird has asked to close the connection: after its
+    /// response, nothing more is answered here (Hummingbird closes it).
+    private var closeAfterPassing = false
     private var context: ChannelHandlerContext?
 
     init(lane: FastLane) { self.lane = lane }
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
-    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+
+    /// The connection is gone (Hummingbird's state handler does not pass
+    /// channelInactive on): a stream being answered is detached, so its
+    /// events wait in the session's buffer for a resume.
+    func handlerRemoved(context: ChannelHandlerContext) {
+        if case .answering(let answer) = state { answer.edge.detach(answer.stream, token: answer.token) }
+        state = .closing
+        self.context = nil
+    }
 
     // MARK: Inbound
 
@@ -105,10 +135,11 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler {
         drain(context)
     }
 
-    func channelInactive(context: ChannelHandlerContext) {
-        // The client went away mid-stream: its events wait in the buffer for a resume.
-        if case .answering(let answer) = state, answer.started { answer.edge.detach(answer.stream, token: answer.token) }
-        context.fireChannelInactive()
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable, case .answering(let answer) = state, !answer.backlog.isEmpty {
+            writeBacklog(answer, context: context)
+        }
+        context.fireChannelWritabilityChanged()
     }
 
     func read(context: ChannelHandlerContext) {
@@ -122,7 +153,7 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var canTakeInput: Bool {
         switch state {
         case .idle, .collecting, .passing(requestEnded: false): true
-        case .passing(requestEnded: true), .answering: false
+        case .passing(requestEnded: true), .answering, .closing: false
         }
     }
 
@@ -133,6 +164,8 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler {
             switch state {
             case .answering, .passing(requestEnded: true):
                 break loop
+            case .closing:
+                queued.removeAll()
             case .passing(requestEnded: false):
                 queued.removeFirst()
                 if case .end = part { state = .passing(requestEnded: true) }
@@ -144,7 +177,10 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler {
                     state = .collecting(head, target, context.channel.allocator.buffer(capacity: 0))
                 } else {
                     // Not for the lane; or the rest of a request Hummingbird answered early.
-                    if case .head = part { state = .passing(requestEnded: false) }
+                    if case .head(let head) = part {
+                        state = .passing(requestEnded: false)
+                        closeAfterPassing = FastLane.closes(head)
+                    }
                     context.fireChannelRead(wrapInboundOut(part))
                     fired = true
                 }
@@ -186,6 +222,7 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// Hands a collected request to Hummingbird.
     private func pass(_ head: HTTPRequest, body: ByteBuffer, end: HTTPFields??, context: ChannelHandlerContext) {
         state = .passing(requestEnded: end != nil)
+        closeAfterPassing = FastLane.closes(head)
         context.fireChannelRead(wrapInboundOut(.head(head)))
         if body.readableBytes > 0 { context.fireChannelRead(wrapInboundOut(.body(body))) }
         if let end { context.fireChannelRead(wrapInboundOut(.end(end))) }
@@ -195,7 +232,7 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     private func answer(_ message: JSONRPCMessage, entry: SessionRegistry.Entry, context: ChannelHandlerContext) {
         calls += 1
-        let answer = Answer(call: calls, edge: entry.edge)
+        let answer = Answer(call: calls, edge: entry.edge, requestID: message.id ?? .null)
         state = .answering(answer)
         let loop = context.eventLoop
         let handler = NIOLoopBound(self, eventLoop: loop)
@@ -233,13 +270,28 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler {
             head.headerFields[.cacheControl] = "no-cache, no-transform"
             context.write(wrapOutboundOut(.head(head)), promise: nil)
         }
-        context.write(wrapOutboundOut(.body(event.bytes)), promise: nil)
-        if event.final {
-            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
-            complete(context)
-        } else {
-            context.flush()
+        answer.backlog.append(event)
+        // A client that does not read: keep the newest events until it does.
+        guard context.channel.isWritable else {
+            if answer.backlog.count > Self.backlogLimit { answer.backlog.removeFirst(answer.backlog.count - Self.backlogLimit) }
+            return
         }
+        writeBacklog(answer, context: context)
+    }
+
+    /// Writes the events waiting for a streamed answer; the final one ends it.
+    private func writeBacklog(_ answer: Answer, context: ChannelHandlerContext) {
+        let events = answer.backlog
+        answer.backlog = []
+        for event in events {
+            context.write(wrapOutboundOut(.body(event.bytes)), promise: nil)
+            if event.final {
+                context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+                complete(context)
+                return
+            }
+        }
+        context.flush()
     }
 
     /// The stream ended without a final event (the session closed, the
@@ -247,9 +299,12 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private func streamEnded(call: Int) {
         guard let answer = current(call), let context else { return }
         if answer.started {
+            if context.channel.isWritable {
+                for event in answer.backlog { context.write(wrapOutboundOut(.body(event.bytes)), promise: nil) }
+            }
             context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
         } else {
-            writeJSON(.error(id: nil, .internalError("the request ended without an answer")), status: .internalServerError, context: context)
+            writeJSON(.error(id: answer.requestID, .internalError("the request ended without an answer")), status: .internalServerError, context: context)
         }
         complete(context)
     }
@@ -277,6 +332,14 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler {
         context.write(data, promise: promise)
         // Hummingbird finished its response: the next request may go.
         if case .end = part, case .passing = state {
+            guard !closeAfterPassing else {
+                // The client asked to close (in any spelling): it is the last answer.
+                state = .closing
+                queued.removeAll()
+                context.flush()
+                context.close(promise: nil)
+                return
+            }
             state = .idle
             drain(context)
         }
@@ -298,13 +361,22 @@ struct PortalHTTPChannel: ServerChildChannel, HTTPChannelHandler {
                 withErrorHandling: false,
                 withOutboundHeaderValidation: false,
                 withEncoderConfiguration: .init(),
-                withDecoderLimitConfiguration: .init()
+                withDecoderLimitConfiguration: Self.decoderLimits
             )
             try channel.pipeline.syncOperations.addHandler(HTTP1ToHTTPServerCodec(secure: false))
             try channel.pipeline.syncOperations.addHandler(HTTPConnectionStateHandler(logger: logger))
             try channel.pipeline.syncOperations.addHandler(FastLaneHandler(lane: lane))
             return try NIOAsyncChannel(wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true))
         }
+    }
+
+    /// Hummingbird's own limits (HTTP1Channel.Configuration's defaults).
+    static var decoderLimits: NIOHTTPDecoderLimitConfiguration {
+        var limits = NIOHTTPDecoderLimitConfiguration()
+        limits.maxHeaderFieldSize = 80 * 1024
+        limits.maxHeaderListSize = 80 * 1024
+        limits.maxHeaderFieldCount = 1000
+        return limits
     }
 
     func handle(value asyncChannel: Value, logger: Logger) async {

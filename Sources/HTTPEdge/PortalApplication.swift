@@ -96,7 +96,8 @@ public final class PortalApplication: Sendable {
             router: router(),
             server: .portal(FastLane(endpoint: endpoint)),
             configuration: .init(address: .hostname(config.listen.host, port: config.listen.port), serverName: "mcp-portal"),
-            services: [PoolService(app: self), SessionSweeper(registry: registry, idle: .seconds(config.limits.sessionIdleSeconds))],
+            services: [PoolService(app: self), SessionSweeper(registry: registry, idle: .seconds(config.limits.sessionIdleSeconds)),
+                       StreamCloser(registry: registry)],
             onServerRunning: onServerRunning,
             logger: logger
         )
@@ -120,6 +121,16 @@ public final class PortalApplication: Sendable {
                 entry.edge.closeStreams()
                 await entry.portal.close()
             }
+        }
+    }
+
+    /// When shutdown starts, streams end (as the route's SSE responses do),
+    /// so open connections can drain; plain calls in flight finish.
+    struct StreamCloser: Service {
+        let registry: SessionRegistry
+        func run() async throws {
+            try? await gracefulShutdown()
+            for entry in registry.all { entry.edge.closeStreamingStreams() }
         }
     }
 

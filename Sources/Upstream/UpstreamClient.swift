@@ -308,22 +308,34 @@ public final class UpstreamClient: Sendable {
     private func send(method: String, params: JSON?, sink: CallSink, timeout: Duration, requireReady: Bool,
                       registered: (@Sendable (Int) -> Void)? = nil) async throws -> JSONRPCMessage {
         if requireReady, status == .connecting { await waitUntilSettled() }
-        let upstreamID = Mutex<Int?>(nil)
+        // The upstream id, and whether the task was cancelled before it was known.
+        let call = Mutex<(id: Int?, cancelled: Bool)>((nil, false))
+        let cancel: @Sendable (Int) -> Void = { id in Task { await self.cancel(id, reason: "the client cancelled the request") } }
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { continuation in
                 begin(method: method, params: params, sink: sink, timeout: timeout, requireReady: requireReady, registered: { id in
-                    upstreamID.withLock { $0 = id }
+                    let cancelled = call.withLock { state in
+                        state.id = id
+                        return state.cancelled
+                    }
                     registered?(id)
+                    if cancelled { cancel(id) }
                 }, completion: { continuation.resume(with: $0) })
             }
         } onCancel: {
-            guard let id = upstreamID.withLock({ $0 }) else { return }
-            Task { await self.cancel(id, reason: "the client cancelled the request") }
+            let id = call.withLock { state in
+                state.cancelled = true
+                return state.id
+            }
+            if let id { cancel(id) }
         }
     }
 
     /// Registers the call (id, deadline, progress token) and starts it on
-    /// the transport; `finish` completes it exactly once.
+    /// the transport; `finish` completes it exactly once. `registered` runs
+    /// under the client's lock, before anything can finish the call, so
+    /// what it records is always cleared by the completion after it; it
+    /// must not call back into this client.
     private func begin(method: String, params: JSON?, sink: CallSink, timeout: Duration, requireReady: Bool,
                        registered: (@Sendable (Int) -> Void)?,
                        completion: @escaping @Sendable (Result<JSONRPCMessage, any Error>) -> Void) {
@@ -346,6 +358,7 @@ public final class UpstreamClient: Sendable {
             let now = ContinuousClock.now
             s.pending[id] = Pending(completion: completion, sink: sink, progressToken: token, started: now, deadline: now + timeout,
                                     timeout: timeout, method: method)
+            registered?(id)
             return .success((id, transport))
         }
         let id: Int, transport: any MessageTransport
@@ -353,7 +366,6 @@ public final class UpstreamClient: Sendable {
         case .success(let registered): (id, transport) = registered
         case .failure(let error): return completion(.failure(error))
         }
-        registered?(id)
         if progressOriginal != nil {
             var meta = params?["_meta"]?.objectValue ?? [:]
             meta["progressToken"] = .string("\(serverID)-p\(id)")

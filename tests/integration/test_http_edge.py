@@ -8,7 +8,7 @@ import json
 import anyio
 import pytest
 
-from harness import http_client, mcp_session, raw_session, unique
+from harness import PortalProcess, http_client, mcp_session, raw_session, unique
 
 
 def body_of(**fields) -> dict:
@@ -170,3 +170,44 @@ async def test_pipelined_requests_are_answered_in_order(main_portal):
         assert message["id"] == 100 + index // 2, message
         assert message["result"]["content"][0]["text"] == word, message
     assert "tools" in json.loads(responses[3][1])["result"]
+
+
+async def test_calls_over_64_kib_are_answered_by_the_route(tmp_path, http_peer):
+    """The fast lane parses bodies up to 64 KiB on the event loop; a bigger
+    call (under the configured limit) is answered all the same, by the route."""
+    portal = PortalProcess(tmp_path, [{"id": "peer", "url": http_peer.url, "transport": "auto"}],
+                           [{"id": "default", "servers": ["peer"]}], limits={"max_body_bytes": 1_000_000}).start()
+    try:
+        async with raw_session(portal.url()) as raw:
+            text = unique("big") + "y" * 200_000
+            with anyio.fail_after(20):
+                answer = await raw.call("peer_echo", {"text": text})
+            assert answer["result"]["content"][0]["text"] == text
+            with anyio.fail_after(20):
+                small = await raw.call("peer_echo", {"text": "small"})
+            assert small["result"]["content"][0]["text"] == "small"
+    finally:
+        portal.stop()
+
+
+async def test_nothing_is_answered_after_a_request_that_closes(main_portal):
+    """A request that asks to close the connection is the last one answered
+    on it: a call pipelined behind it is not run."""
+    async with raw_session(main_portal.url()) as raw:
+        host, port = main_portal.base_url.removeprefix("http://").split(":")
+        word = unique("after-close")
+        call = _http_request(host, "/mcp", "POST", json.dumps(body_of(
+            id=31, method="tools/call", params={"name": "echo2", "arguments": {"text": word}})).encode(), raw.headers())
+        payload = _http_request(host, "/healthz", headers={"Connection": "keep-alive, close"}) + call
+        with anyio.fail_after(20):
+            async with await anyio.connect_tcp(host, int(port)) as stream:
+                await stream.send(payload)
+                received = b""
+                try:
+                    while True:
+                        received += await stream.receive()
+                except (anyio.EndOfStream, anyio.BrokenResourceError):
+                    pass
+    assert received.count(b"HTTP/1.1 ") == 1, received
+    assert received.endswith(b"ok\n"), received
+    assert not [r for r in main_portal.audit(kind="call") if r.get("argument_bytes") and word in json.dumps(r)]
