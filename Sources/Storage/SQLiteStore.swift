@@ -20,12 +20,9 @@ public final class SQLiteStore: AuditStore, PinStore, Sendable {
             // Checkpoints run on the audit writer's thread (BatchWriter), not inside a caller's commit.
             try db.execute(sql: "PRAGMA wal_autocheckpoint = 0")
         }
-        let path = (folder as NSString).appendingPathComponent("portal.sqlite")
-        pool = try DatabasePool(path: path, configuration: configuration)
+        pool = try DatabasePool(path: (folder as NSString).appendingPathComponent("portal.sqlite"), configuration: configuration)
         try Self.migrator.migrate(pool)
-        // A connection of its own for checkpoints: SQLite runs a passive
-        // checkpoint beside a writer, so commits never wait for one.
-        writer = BatchWriter(pool: pool, checkpointer: try DatabaseQueue(path: path, configuration: configuration))
+        writer = BatchWriter(pool: pool)
     }
 
     static var migrator: DatabaseMigrator {
@@ -177,7 +174,6 @@ public final class SQLiteStore: AuditStore, PinStore, Sendable {
 final class BatchWriter: @unchecked Sendable {
     typealias Completion = @Sendable ((any Error)?) -> Void
     let pool: DatabasePool
-    let checkpointer: DatabaseQueue
     private let condition = NSCondition()
     private var queue: [(AuditEvent, Completion)] = []
     /// A commit is running (on a caller or on the writer thread).
@@ -192,10 +188,7 @@ final class BatchWriter: @unchecked Sendable {
     private var lastCommit = ContinuousClock.now
     static let quiet: Duration = .microseconds(200)
 
-    init(pool: DatabasePool, checkpointer: DatabaseQueue) {
-        self.pool = pool
-        self.checkpointer = checkpointer
-    }
+    init(pool: DatabasePool) { self.pool = pool }
 
     func append(_ event: AuditEvent, completion: @escaping Completion) {
         condition.lock()
@@ -232,21 +225,20 @@ final class BatchWriter: @unchecked Sendable {
         while true {
             condition.lock()
             while committing || (queue.isEmpty && commits < Self.checkpointEvery) { condition.wait() }
-            if commits >= Self.checkpointEvery {
-                commits = 0
-                condition.unlock()
-                // PASSIVE, on its own connection: callers go on committing meanwhile.
-                _ = try? checkpointer.writeWithoutTransaction { db in try db.checkpoint(.passive) }
-                continue
-            }
             let batch = queue
             queue = []
+            let checkpoint = commits >= Self.checkpointEvery
+            if checkpoint { commits = 0 }
             committing = true
             condition.unlock()
-            let error = commit(batch)
+            if checkpoint {
+                // PASSIVE: copies what no reader needs back into the database, never blocks writers' turn for long.
+                _ = try? pool.writeWithoutTransaction { db in try db.checkpoint(.passive) }
+            }
+            let error = batch.isEmpty ? nil : commit(batch)
             condition.lock()
             committing = false
-            commits += 1
+            if !batch.isEmpty { commits += 1 }
             lastCommit = .now
             condition.unlock()
             for (_, completion) in batch { completion(error) }
