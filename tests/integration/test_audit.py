@@ -7,7 +7,7 @@ import json
 
 import anyio
 
-from harness import mcp_session, raw_session, unique
+from harness import PortalProcess, mcp_session, raw_session, unique
 
 
 def sha256(arguments: dict) -> str:
@@ -80,3 +80,21 @@ async def test_sdk_client_calls_are_audited(main_portal):
     assert reads and reads[0]["outcome"] == "ok", reads
     prompts = main_portal.audit(kind="prompt", server="peer")
     assert prompts and prompts[0]["tool"] == "greet" and prompts[0]["outcome"] == "ok", prompts
+
+
+async def test_the_write_ahead_log_stays_bounded(tmp_path):
+    """SQLite's automatic checkpoints are off (they would run inside a
+    caller's commit); the portal's own must keep the log from growing while
+    calls keep coming, one commit each."""
+    portal = PortalProcess(tmp_path, [{"id": "notes", "builtin": "notes"}], [{"id": "default", "servers": ["notes"]}]).start()
+    try:
+        async with raw_session(portal.url()) as raw:
+            with anyio.fail_after(120):
+                for index in range(1500):
+                    answer = await raw.call("notes_search_notes", {"query": f"q{index}"})
+                    assert "result" in answer, answer
+        wal = portal.storage / "portal.sqlite-wal"
+        assert wal.stat().st_size < 8 << 20, f"write-ahead log grew to {wal.stat().st_size} bytes"
+        assert len(portal.audit(kind="call")) == 1500
+    finally:
+        portal.stop()
