@@ -186,6 +186,7 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 }
             case .collecting(let head, let target, var body):
                 queued.removeFirst()
+                state = .idle // the state lets go of the buffer, so appending to it does not copy it
                 switch part {
                 case .body(let chunk):
                     body.writeImmutableBuffer(chunk)
