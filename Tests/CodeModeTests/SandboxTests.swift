@@ -6,6 +6,31 @@ import Testing
 @testable import CodeMode
 
 /// An in-process host: tools answer from closures and every call is recorded.
+/// An event a fake tool waits for, opened once by the test (or when enough
+/// calls have arrived); tests wait on events, never on the clock.
+final class Gate: Sendable {
+    private let state = Mutex<(open: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+
+    func wait() async {
+        await withCheckedContinuation { continuation in
+            let open = state.withLock { s -> Bool in
+                if !s.open { s.waiters.append(continuation) }
+                return s.open
+            }
+            if open { continuation.resume() }
+        }
+    }
+
+    func open() {
+        let waiters = state.withLock { s in
+            s.open = true
+            defer { s.waiters = [] }
+            return s.waiters
+        }
+        waiters.forEach { $0.resume() }
+    }
+}
+
 final class FakeHost: CodeModeHost {
     let tools: CodeModeCatalog
     let answers: @Sendable (String, JSON) async -> ToolCallOutcome
@@ -45,7 +70,6 @@ final class FakeHost: CodeModeHost {
         case "drive_get-content":
             return .result(["content": [["type": "text", "text": "plain text, not JSON"]]])
         default:
-            try? await Task.sleep(for: .milliseconds(20))
             return .result(["content": [["type": "text", "text": "[1,2]"]]])
         }
     }
@@ -142,8 +166,19 @@ func run(_ code: String, mode: ExecutionRequest.Mode = .execute, host: FakeHost 
     }
 
     @Test func parallelCallsRespectTheCap() async {
-        let engine = CodeModeEngine(settings: settings { $0.concurrency = 3 })
-        let host = FakeHost()
+        let engine = CodeModeEngine(settings: settings { $0.concurrency = 3; $0.timeoutSeconds = 10 })
+        // The first calls wait until three are running at once (a cap below
+        // three never gets there: the execution times out). Each call then
+        // takes 20 ms, a tool's latency, so a cap above three would let
+        // more of the ten in at once.
+        let gate = Gate()
+        let arrived = Mutex(0)
+        let host = FakeHost { _, _ in
+            if arrived.withLock({ $0 += 1; return $0 }) == 3 { gate.open() }
+            await gate.wait()
+            try? await Task.sleep(for: .milliseconds(20))
+            return .result(["content": [["type": "text", "text": "[1,2]"]]])
+        }
         let report = await run("return (await Promise.all(Array.from({length: 10}, () => codemode.slow_wait({})))).length", host: host, engine: engine)
         #expect(report.value == .number("10"), "\(report.message ?? "")")
         #expect(host.running.withLock { $0.peak } == 3)
@@ -237,11 +272,14 @@ func run(_ code: String, mode: ExecutionRequest.Mode = .execute, host: FakeHost 
 
     @Test func wallTimeWhileWaiting() async {
         let engine = CodeModeEngine(settings: settings { $0.timeoutSeconds = 0.3 })
+        // The tool answers only once the test has its report.
+        let answered = Gate()
         let host = FakeHost { _, _ in
-            try? await Task.sleep(for: .seconds(5))
+            await answered.wait()
             return .result(["content": []])
         }
         let report = await run("await codemode.slow_wait({}); return 1", host: host, engine: engine)
+        answered.open()
         #expect(report.failure == .timeout)
         #expect(report.message == "the execution ran longer than 0.3 s (codemode.timeout_seconds)")
     }
