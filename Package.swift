@@ -67,9 +67,10 @@ let package = Package(
             pkgConfig: "libhs",
             providers: [.apt(["libhyperscan-dev"])]
         ),
+        .target(name: "CDigitRuns"),
         .target(
             name: "DLP",
-            dependencies: ["MCPWire", "PortalCore", "CHyperscan"],
+            dependencies: ["MCPWire", "PortalCore", "CHyperscan", "CDigitRuns"],
             swiftSettings: strict
         ),
         .target(

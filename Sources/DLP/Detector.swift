@@ -66,6 +66,29 @@ public struct Detector: Sendable {
     var needsContext: Bool { !contextBytes.isEmpty || !contextAfterBytes.isEmpty }
 }
 
+extension PatternSet.Pattern {
+    /// This pattern, its window kept to the run of `bytes` around a candidate.
+    func within(_ bytes: PatternSet.ByteClass) -> Self {
+        var pattern = self
+        pattern.within = bytes
+        return pattern
+    }
+
+    /// This pattern, its candidates found among runs of digits.
+    func gate(_ gate: PatternSet.DigitGate) -> Self {
+        var pattern = self
+        pattern.digitGate = gate
+        return pattern
+    }
+
+    /// This pattern, skipping windows with fewer than `count` digits.
+    func digits(_ count: Int) -> Self {
+        var pattern = self
+        pattern.minDigits = count
+        return pattern
+    }
+}
+
 extension Detector {
     static func p(_ expression: String, caseless: Bool = false) -> PatternSet.Pattern {
         PatternSet.Pattern(expression, caseless: caseless)
@@ -86,52 +109,52 @@ extension Detector {
     public static let builtIn: [Detector] = [
         Detector(id: "EMAIL", category: .pii, patterns: [
             p(#"\b[A-Za-z0-9][A-Za-z0-9._%+\-]*@[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?)*\.[A-Za-z]{2,24}\b"#,
-              prefilter: "@[A-Za-z0-9]", before: 80, after: 260),
+              prefilter: "@[A-Za-z0-9]", before: 80, after: 260).within(.init(0x30...0x39, 0x41...0x5A, 0x61...0x7A, and: "._%+-@")),
         ], priority: 60),
         Detector(id: "PHONE", category: .pii, patterns: [
             // North American forms: (555) 555-1234, 555-555-1234, 555.555.1234, +1-555-555-1234, 001-555-555-1234x12
-            p(#"(?:\+1[ .\-]?|\b001[ .\-]?|\b1[ .\-])?(?:\([2-9][0-9]{2}\)[ .\-]?|\b[2-9][0-9]{2}[ .\-])[2-9][0-9]{2}[ .\-][0-9]{4}(?:\s?(?:x|ext\.?)\s?[0-9]{1,5})?\b"#,
-              prefilter: #"[0-9]{3}[ .\-][0-9]{4}"#, before: 32, after: 16),
+            p(#"(?:\+1[ .\-]?|\b001[ .\-]?|\b1[ .\-])?(?:\([2-9][0-9]{2}\)[ .\-]?|\b[2-9][0-9]{2}[ .\-])[2-9][0-9]{2}[ .\-][0-9]{4}(?:\s?(?:x|ext\.?)\s?[0-9]{1,5})?\b"#)
+              .gate(.init(minDigits: 10, shape: .threeThenFour(separators: .init(0x20...0x20, 0x2D...0x2E)), before: 2, after: 14)),
             // E.164: +4915123456789
-            p(#"\+[1-9][0-9]{7,14}\b"#, prefilter: #"\+[1-9][0-9]{7}"#, before: 9, after: 8),
+            p(#"\+[1-9][0-9]{7,14}\b"#, prefilter: #"\+[1-9][0-9]{7}"#, before: 9, after: 8).within(.init(0x30...0x39, and: "+")).digits(8),
             // International with separators: +44 20 7946 0958, +49 (0)30 123456
             p(#"\+[1-9][0-9]{0,2}[ .\-]?(?:\(0\)[ .\-]?)?\(?[0-9]{1,4}\)?(?:[ .\-][0-9]{2,5}){1,4}\b"#,
-              prefilter: #"\+[1-9][0-9]{0,3}[ .\-(]"#, before: 6, after: 36),
+              prefilter: #"\+[1-9]"#, before: 2, after: 44).within(.init(0x30...0x39, and: "+ .-()")).digits(7),
             // National forms with a trunk zero: 020 7946 0958, 07700 900123, 030-1234567
-            p(#"\b0[1-9][0-9]{1,4}[ \-][0-9]{3,8}(?:[ \-][0-9]{3,4})?\b"#,
-              prefilter: #"\b0[1-9][0-9]{1,4}[ \-][0-9]{3,8}(?:[ \-][0-9]{3,4})?\b"#, before: 30, after: 0),
+            p(#"\b0[1-9][0-9]{1,4}[ \-][0-9]{3,8}(?:[ \-][0-9]{3,4})?\b"#).gate(.init(minDigits: 7, shape: .trunkZero, before: 1, after: 1)),
         ], validator: .phone, isolated: true, priority: 20),
         Detector(id: "PHONE", category: .pii, patterns: [
             // Any national layout (69 849 69 22, (84) 244-757, 03.17.74.30.53,
             // 2980960824), but only where the text says it is a phone number.
             p(#"(?:\(\+?[0-9]{1,5}\)[ .\-]?|\b)[0-9]{2,11}(?:[ .\-][0-9]{2,8}){0,4}\b"#,
               // Found from its context words, which are rarer than digits.
-              prefilter: #"(?:phone|tel|call|mobile|cell|fax|desk|contact|reach|sms|whatsapp|dial|office)"#, prefilterCaseless: true, before: 50, after: 80),
+              prefilter: #"(?:phone|tel|call|mobile|cell|fax|desk|contact|reach|sms|whatsapp|dial|office)"#, prefilterCaseless: true, before: 50, after: 80).digits(7),
         ], validator: .phone, contextWords: ["phone", "tel", "call", "mobile", "cell", "fax", "desk", "contact", "reach", "sms", "whatsapp", "dial"],
            contextWindow: 48, contextWordsAfter: ["office", "fax", "mobile", "cell", "phone"], contextWindowAfter: 12,
            isolated: true, priority: 19),
         Detector(id: "CREDIT_CARD", category: .pii, patterns: [
-            p(#"\b[0-9](?:[ \-]?[0-9]){11,18}\b"#, prefilter: #"\b[0-9](?:[ \-]?[0-9]){11}"#, before: 25, after: 12),
+            p(#"\b[0-9](?:[ \-]?[0-9]){11,18}\b"#).gate(.init(minDigits: 12, shape: .chained(digits: 12, by: .spaceOrDash, fromFirst: false), before: 1, after: 1)),
         ], validator: .creditCard, priority: 90),
         Detector(id: "IBAN", category: .pii, patterns: [
-            p(#"\b[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11,30}\b"#, prefilter: #"\b[A-Z]{2}[0-9]{2} ?[A-Z0-9]{4}"#, before: 10, after: 50),
+            p(#"\b[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11,30}\b"#).within(.init(0x30...0x39, 0x41...0x5A, and: " "))
+              .gate(.init(minDigits: 2, lettersBefore: true, before: 3, after: 50)),
         ], validator: .iban, priority: 90),
         Detector(id: "US_SSN", category: .pii, patterns: [
-            p(#"\b[0-9]{3}-[0-9]{2}-[0-9]{4}\b"#),
-            p(#"\b[0-9]{3} [0-9]{2} [0-9]{4}\b"#),
+            p(#"\b[0-9]{3}-[0-9]{2}-[0-9]{4}\b"#).gate(.init(minDigits: 9, shape: .ssn(separators: .init(0x2D...0x2D)), before: 1, after: 1)),
+            p(#"\b[0-9]{3} [0-9]{2} [0-9]{4}\b"#).gate(.init(minDigits: 9, shape: .ssn(separators: .init(0x20...0x20)), before: 1, after: 1)),
         ], validator: .usSSN, priority: 70),
         Detector(id: "US_SSN", category: .pii, patterns: [
             // Nine bare digits are an SSN only where the text says so: found from those words.
-            p(#"\b[0-9]{9}\b"#, prefilter: #"(?:ssn|social sec|ss ?#)"#, prefilterCaseless: true, before: 10, after: 80),
+            p(#"\b[0-9]{9}\b"#, prefilter: #"(?:ssn|social sec|ss ?#)"#, prefilterCaseless: true, before: 10, after: 80).digits(9),
         ], validator: .usSSN, contextWords: ["ssn", "social security", "social sec", "ss#", "ss #"], priority: 70),
         Detector(id: "UK_NINO", category: .pii, patterns: [
-            p(#"\b[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?[0-9]{2} ?[0-9]{2} ?[0-9]{2} ?[A-D]\b"#),
+            p(#"\b[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?[0-9]{2} ?[0-9]{2} ?[0-9]{2} ?[A-D]\b"#).gate(.init(minDigits: 6, lettersBefore: true, shape: .chained(digits: 6, by: .init(0x20...0x20), fromFirst: true), before: 4, after: 3)),
         ], validator: .ukNINO, priority: 70),
         Detector(id: "IP_ADDRESS", category: .pii, patterns: [
-            p(#"\b(?:[0-9]{1,3}\.){3}[0-9]{1,3}\b"#),
+            p(#"\b(?:[0-9]{1,3}\.){3}[0-9]{1,3}\b"#).gate(.init(minDigits: 4, shape: .dottedQuad, before: 1, after: 1)),
         ], validator: .ipv4, isolated: true, priority: 30),
         Detector(id: "IP_ADDRESS", category: .pii, patterns: [
-            p(#"(?:\b[0-9A-Fa-f]{1,4}|::)(?::[0-9A-Fa-f]{0,4}){2,7}"#, prefilter: ":[0-9A-Fa-f]{0,4}:[0-9A-Fa-f]{0,4}:", before: 45, after: 45),
+            p(#"(?:\b[0-9A-Fa-f]{1,4}|::)(?::[0-9A-Fa-f]{0,4}){2,7}"#, prefilter: ":[0-9A-Fa-f]{0,4}:[0-9A-Fa-f]{0,4}:", before: 45, after: 45).within(.init(0x30...0x3A, 0x41...0x46, 0x61...0x66)),
         ], validator: .ipv6, priority: 30),
 
         Detector(id: "AWS_ACCESS_KEY", category: .secret, patterns: [
@@ -143,21 +166,21 @@ extension Detector {
             p(#"(?:aws|secret)[A-Za-z0-9_\-. "':=]{0,40}[^A-Za-z0-9/+][A-Za-z0-9/+]{40}[^A-Za-z0-9/+]"#, caseless: true),
         ], validator: .awsSecret, span: .tail(40, dropping: 1), priority: 95),
         Detector(id: "GITHUB_TOKEN", category: .secret, patterns: [
-            p(#"\bgh[pousr]_[A-Za-z0-9]{36,}\b"#, prefilter: #"gh[pousr]_[A-Za-z0-9]{36}"#, before: 40, after: 300),
-            p(#"\bgithub_pat_[A-Za-z0-9_]{22,}\b"#, prefilter: #"github_pat_[A-Za-z0-9_]{22}"#, before: 33, after: 300),
+            p(#"\bgh[pousr]_[A-Za-z0-9]{36,}\b"#, prefilter: #"gh[pousr]_[A-Za-z0-9]{36}"#, before: 40, after: 300).within(.word),
+            p(#"\bgithub_pat_[A-Za-z0-9_]{22,}\b"#, prefilter: #"github_pat_[A-Za-z0-9_]{22}"#, before: 33, after: 300).within(.word),
         ], priority: 100),
         Detector(id: "GITLAB_TOKEN", category: .secret, patterns: [
             // Personal, pipeline-trigger, runner, deploy, and the other token kinds GitLab prefixes.
             p(#"\bgl(?:pat|ptt|rt|dt|soat|cbt|oas|imt|agent|ffct|ft)-[A-Za-z0-9_\-]{20,}"#,
-              prefilter: #"gl(?:pat|ptt|rt|dt|soat|cbt|oas|imt|agent|ffct|ft)-[A-Za-z0-9_\-]{20}"#, before: 29, after: 300),
+              prefilter: #"gl(?:pat|ptt|rt|dt|soat|cbt|oas|imt|agent|ffct|ft)-[A-Za-z0-9_\-]{20}"#, before: 29, after: 300).within(.init(0x30...0x39, 0x41...0x5A, 0x61...0x7A, and: "_-")),
         ], priority: 100),
         Detector(id: "SLACK_TOKEN", category: .secret, patterns: [
-            p(#"\b(?:xox[abposr]|xapp)-[A-Za-z0-9\-]{10,}"#, prefilter: #"(?:xox[abposr]|xapp)-[A-Za-z0-9\-]{10}"#, before: 15, after: 300),
+            p(#"\b(?:xox[abposr]|xapp)-[A-Za-z0-9\-]{10,}"#, prefilter: #"(?:xox[abposr]|xapp)-[A-Za-z0-9\-]{10}"#, before: 15, after: 300).within(.init(0x30...0x39, 0x41...0x5A, 0x61...0x7A, and: "-")),
             p(#"https://hooks\.slack\.com/services/T[A-Za-z0-9_]{6,}/B[A-Za-z0-9_]{6,}/[A-Za-z0-9_]{16,}"#,
-              prefilter: "https://hooks\\.slack\\.com/services/T", before: 35, after: 300),
+              prefilter: "https://hooks\\.slack\\.com/services/T", before: 35, after: 300).within(.init(0x30...0x39, 0x41...0x5A, 0x61...0x7A, and: "_:/.")),
         ], priority: 100),
         Detector(id: "STRIPE_KEY", category: .secret, patterns: [
-            p(#"\b(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,}\b"#, prefilter: #"(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16}"#, before: 24, after: 300),
+            p(#"\b(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,}\b"#, prefilter: #"(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16}"#, before: 24, after: 300).within(.word),
         ], priority: 100),
         Detector(id: "GOOGLE_API_KEY", category: .secret, patterns: [
             p(#"\bAIza[0-9A-Za-z_\-]{35}"#),

@@ -1,3 +1,4 @@
+import CDigitRuns
 import CHyperscan
 #if canImport(Glibc)
 import Glibc
@@ -32,6 +33,16 @@ public final class PatternSet: @unchecked Sendable {
         /// end, with no second scan (a JWT: a run of base64url and dots,
         /// however long its payload).
         public var run: ByteClass?
+        /// When set, every byte a match can hold: the window shrinks to the
+        /// run of these bytes around a first-pass end (the prefilter lies
+        /// inside the match, so the match lies inside that run).
+        public var within: ByteClass?
+        /// When set, the first pass finds this pattern's candidates among
+        /// runs of digits (see ``DigitGate``) rather than in Hyperscan.
+        public var digitGate: DigitGate?
+        /// The fewest ASCII digits a match holds (validator included): a
+        /// window with fewer is not scanned again.
+        public var minDigits = 0
 
         public init(_ expression: String, caseless: Bool = false) {
             self.expression = expression
@@ -61,6 +72,14 @@ public final class PatternSet: @unchecked Sendable {
             }
         }
 
+        /// These ranges and the bytes of `extra`.
+        public init(_ ranges: ClosedRange<UInt8>..., and extra: String) {
+            for range in ranges {
+                for byte in range { insert(byte) }
+            }
+            for byte in extra.utf8 { insert(byte) }
+        }
+
         public mutating func insert(_ byte: UInt8) {
             let bit = UInt64(1) << (byte & 63)
             switch byte >> 6 {
@@ -71,6 +90,7 @@ public final class PatternSet: @unchecked Sendable {
             }
         }
 
+        @inline(__always)
         func contains(_ byte: UInt8) -> Bool {
             let bit = UInt64(1) << (byte & 63)
             switch byte >> 6 {
@@ -80,6 +100,9 @@ public final class PatternSet: @unchecked Sendable {
             default: return bits.3 & bit != 0
             }
         }
+
+        /// Letters, digits and `_`.
+        public static let word = ByteClass(0x30...0x39, 0x41...0x5A, 0x61...0x7A, and: "_")
 
         /// Base64url and the dots between a JWT's parts.
         public static let jwt = ByteClass(0x41...0x5A, 0x61...0x7A, 0x30...0x39, 0x5F...0x5F, 0x2D...0x2E)
@@ -115,6 +138,11 @@ public final class PatternSet: @unchecked Sendable {
     private let confirm: [OpaquePointer]
     private let windows: [(before: Int, after: Int)]
     private let runs: [ByteClass?]
+    private let within: [ByteClass?]
+    private let minDigits: [Int]
+    /// The patterns found from runs of digits, and the fewest digits any needs.
+    private let gated: [(pattern: Int, gate: DigitGate)]
+    private let gatedMinDigits: UInt32
     private let prototype: OpaquePointer
     private let spare = Mutex<[Scratch]>([])
     public let count: Int
@@ -123,6 +151,10 @@ public final class PatternSet: @unchecked Sendable {
         count = patterns.count
         var windows: [(before: Int, after: Int)] = []
         for (index, pattern) in patterns.enumerated() {
+            guard pattern.digitGate == nil else {
+                windows.append((0, 0))
+                continue
+            }
             guard pattern.prefilter == nil, pattern.run == nil else {
                 windows.append((pattern.before, pattern.after))
                 continue
@@ -133,12 +165,18 @@ public final class PatternSet: @unchecked Sendable {
         }
         self.windows = windows
         runs = patterns.map(\.run)
+        within = patterns.map(\.within)
+        minDigits = patterns.map(\.minDigits)
+        gated = patterns.enumerated().compactMap { index, pattern in pattern.digitGate.map { (index, $0) } }
+        gatedMinDigits = UInt32(gated.map { $0.gate.lettersBefore ? Int(UInt32.max) : $0.gate.minDigits }.min() ?? 0)
         let caseless = UInt32(HS_FLAG_CASELESS)
-        prefilter = try Self.compile(patterns.map { $0.prefilter ?? $0.expression }, flags: patterns.map { $0.prefilterCaseless ? caseless : 0 }, offset: 0)
+        let first = patterns.indices.filter { patterns[$0].digitGate == nil }
+        prefilter = try Self.compile(first.map { patterns[$0].prefilter ?? patterns[$0].expression },
+                                     flags: first.map { patterns[$0].prefilterCaseless ? caseless : 0 }, ids: first)
         var confirm: [OpaquePointer] = []
         for (index, pattern) in patterns.enumerated() {
             do {
-                confirm.append(try Self.compile([pattern.expression], flags: [UInt32(HS_FLAG_SOM_LEFTMOST) | (pattern.caseless ? caseless : 0)], offset: index))
+                confirm.append(try Self.compile([pattern.expression], flags: [UInt32(HS_FLAG_SOM_LEFTMOST) | (pattern.caseless ? caseless : 0)], ids: [index]))
             } catch {
                 confirm.forEach { hs_free_database($0) }
                 throw error
@@ -170,10 +208,10 @@ public final class PatternSet: @unchecked Sendable {
         return width == UInt32.max ? Int.max / 4 : Int(width)
     }
 
-    static func compile(_ expressions: [String], flags: [UInt32], offset: Int) throws(CompileError) -> OpaquePointer {
+    static func compile(_ expressions: [String], flags: [UInt32], ids patternIDs: [Int]) throws(CompileError) -> OpaquePointer {
         let copies = expressions.map { strdup($0) }
         defer { copies.forEach { free($0) } }
-        let ids = (0..<expressions.count).map { UInt32($0 + offset) }
+        let ids = patternIDs.map { UInt32($0) }
         var database: OpaquePointer?
         var error: UnsafeMutablePointer<hs_compile_error_t>?
         let status = copies.map { UnsafePointer($0) }.withUnsafeBufferPointer { exprs in
@@ -181,7 +219,8 @@ public final class PatternSet: @unchecked Sendable {
         }
         guard status == HS_SUCCESS, let database else {
             let message = error.flatMap { $0.pointee.message.map { String(cString: $0) } } ?? "compile failed (\(status))"
-            let index = offset + Int(error?.pointee.expression ?? 0)
+            let position = Int(error?.pointee.expression ?? 0)
+            let index = patternIDs.indices.contains(position) ? patternIDs[position] : -1
             if let error { hs_free_compile_error(error) }
             throw CompileError(index: index, message: message)
         }
@@ -198,28 +237,53 @@ public final class PatternSet: @unchecked Sendable {
     /// The first pass's candidates, merged as they come into one window per
     /// stretch of a pattern's ends (a match starts at most `before` bytes
     /// before an end, and the prefilter may end up to `after` bytes before
-    /// the match does): memory grows with the windows, not with the ends.
+    /// the match does; for a pattern whose bytes are known, within their run
+    /// around the end): memory grows with the windows, not with the ends.
     private final class Collector {
         let windows: [(before: Int, after: Int)]
-        let length: Int
-        var openFrom: [Int]
-        var openTo: [Int]
-        var closed: [(pattern: Int, from: Int, to: Int)] = []
-        var overflowed = false
+        let within: [ByteClass?]
+        let bytes: UnsafeRawBufferPointer
+        // One scan's own state, touched by one thread: no runtime exclusivity checks.
+        @exclusivity(unchecked) var openFrom: [Int]
+        @exclusivity(unchecked) var openTo: [Int]
+        @exclusivity(unchecked) var closed: [(pattern: Int, from: Int, to: Int)] = []
+        @exclusivity(unchecked) var overflowed = false
         static let limit = 1 << 20
 
-        init(windows: [(before: Int, after: Int)], length: Int) {
+        init(windows: [(before: Int, after: Int)], within: [ByteClass?], bytes: UnsafeRawBufferPointer) {
             self.windows = windows
-            self.length = length
+            self.within = within
+            self.bytes = bytes
             openFrom = Array(repeating: -1, count: windows.count)
             openTo = Array(repeating: -1, count: windows.count)
         }
 
-        /// One byte more on each side, so word boundaries read their context.
+        /// A first-pass end of `pattern`.
         func add(pattern: Int, end: Int) -> Bool {
             let (before, after) = windows[pattern]
-            let from = max(0, end - min(before, end) - 1)
-            let to = min(length, end + min(after, length) + 1)
+            if within[pattern] != nil, end > 0 {
+                return add(pattern: pattern, around: end - 1..<end, before: before, after: after)
+            }
+            return add(pattern: pattern, around: end..<end, before: before, after: after)
+        }
+
+        /// A window from `before` bytes before `core` to `after` bytes after
+        /// it; within the pattern's run of bytes, when it has one (`core`
+        /// is inside the match). One byte more on each side, so word
+        /// boundaries read their context.
+        func add(pattern: Int, around core: Range<Int>, before: Int, after: Int) -> Bool {
+            let length = bytes.count
+            var low = max(0, core.lowerBound - before), high = min(length, core.upperBound + after)
+            if let run = within[pattern], !core.isEmpty {
+                var start = core.lowerBound
+                while start > low, run.contains(bytes[start - 1]) { start -= 1 }
+                var stop = core.upperBound
+                while stop < high, run.contains(bytes[stop]) { stop += 1 }
+                low = start
+                high = stop
+            }
+            let from = max(0, low - 1)
+            let to = min(length, high + 1)
             if openTo[pattern] >= 0, from <= openTo[pattern] {
                 openTo[pattern] = max(openTo[pattern], to)
                 return true
@@ -240,9 +304,21 @@ public final class PatternSet: @unchecked Sendable {
         }
     }
 
+    /// What the digit-run callback needs.
+    private final class DigitRuns {
+        let gated: [(pattern: Int, gate: DigitGate)]
+        let collector: Collector
+        let groups = DigitGroups()
+
+        init(gated: [(pattern: Int, gate: DigitGate)], collector: Collector) {
+            self.gated = gated
+            self.collector = collector
+        }
+    }
+
     private final class WindowMatches {
-        var found: [(start: Int, end: Int)] = []
-        var overflowed = false
+        @exclusivity(unchecked) var found: [(pattern: Int, start: Int, end: Int)] = []
+        @exclusivity(unchecked) var overflowed = false
         static let limit = 1 << 20
     }
 
@@ -257,12 +333,26 @@ public final class PatternSet: @unchecked Sendable {
         guard !bytes.isEmpty, let base = bytes.baseAddress?.assumingMemoryBound(to: CChar.self) else { return [] }
         let scratch = try takeScratch()
         defer { spare.withLock { $0.append(scratch) } }
-        let collector = Collector(windows: windows, length: bytes.count)
+        let collector = Collector(windows: windows, within: within, bytes: bytes)
         let status = hs_scan(prefilter, base, UInt32(bytes.count), 0, scratch.pointer, { id, _, to, _, context in
             Unmanaged<Collector>.fromOpaque(context!).takeUnretainedValue().add(pattern: Int(id), end: Int(to)) ? 0 : 1
         }, Unmanaged.passUnretained(collector).toOpaque())
         if collector.overflowed { throw ScanError(code: Self.tooManyCandidates) }
         guard status == HS_SUCCESS else { throw ScanError(code: status) }
+        if !gated.isEmpty {
+            let runs = DigitRuns(gated: gated, collector: collector)
+            digit_runs(bytes.baseAddress!.assumingMemoryBound(to: UInt8.self), bytes.count, gatedMinDigits, { context, run in
+                let runs = Unmanaged<DigitRuns>.fromOpaque(context!).takeUnretainedValue()
+                let run = run!.pointee
+                guard !runs.collector.overflowed else { return }
+                let core = Int(run.start)..<Int(run.end)
+                runs.groups.fill(run, in: runs.collector.bytes)
+                for (pattern, gate) in runs.gated where gate.admits(run, groups: runs.groups) {
+                    _ = runs.collector.add(pattern: pattern, around: core, before: gate.before, after: gate.after)
+                }
+            }, Unmanaged.passUnretained(runs).toOpaque())
+            if collector.overflowed { throw ScanError(code: Self.tooManyCandidates) }
+        }
         // Second pass: each match with its start, from its window.
         let window = WindowMatches()
         let context = Unmanaged.passUnretained(window).toOpaque()
@@ -278,16 +368,17 @@ public final class PatternSet: @unchecked Sendable {
                 matches.append(Match(pattern: pattern, start: start, end: stop))
                 continue
             }
+            if minDigits[pattern] > 0, !Self.holds(digits: minDigits[pattern], in: bytes, from: windowFrom, to: windowTo) { continue }
             var from = windowFrom, to = windowTo
             while true {
                 window.found.removeAll(keepingCapacity: true)
-                let status = hs_scan(confirm[pattern], base + from, UInt32(to - from), 0, scratch.pointer, { _, start, end, _, context in
+                let status = hs_scan(confirm[pattern], base + from, UInt32(to - from), 0, scratch.pointer, { id, start, end, _, context in
                     let window = Unmanaged<WindowMatches>.fromOpaque(context!).takeUnretainedValue()
                     guard window.found.count < WindowMatches.limit else {
                         window.overflowed = true
                         return 1
                     }
-                    window.found.append((Int(start), Int(end)))
+                    window.found.append((Int(id), Int(start), Int(end)))
                     return 0
                 }, context)
                 if window.overflowed { throw ScanError(code: Self.tooManyCandidates) }
@@ -300,11 +391,21 @@ public final class PatternSet: @unchecked Sendable {
                 if cutBefore { from = max(0, from - max(64, to - from)) }
                 if cutAfter { to = min(bytes.count, to + max(64, to - from)) }
             }
-            for (start, end) in window.found {
-                matches.append(Match(pattern: pattern, start: from + start, end: from + end))
+            for (id, start, end) in window.found {
+                matches.append(Match(pattern: id, start: from + start, end: from + end))
             }
         }
         return matches
+    }
+
+    /// Whether `bytes[from..<to]` holds at least `digits` ASCII digits.
+    static func holds(digits: Int, in bytes: UnsafeRawBufferPointer, from: Int, to: Int) -> Bool {
+        var count = 0
+        for index in from..<to where bytes[index] &- 0x30 < 10 {
+            count += 1
+            if count >= digits { return true }
+        }
+        return false
     }
 
     private func takeScratch() throws(ScanError) -> Scratch {

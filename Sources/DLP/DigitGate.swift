@@ -1,0 +1,142 @@
+import CDigitRuns
+
+extension PatternSet {
+    /// Candidates for a pattern whose digits are all joined by the
+    /// separators numbers are written with (space . - ( ) +), so they lie in
+    /// one run of those bytes. A SIMD pass finds the runs (blocks of text
+    /// without digits cost almost nothing, where a regex over digit classes
+    /// costs Hyperscan about a nanosecond a byte); a run becomes a window,
+    /// from `before` bytes before its first digit to `after` bytes after its
+    /// last, when it has `minDigits` digits, two uppercase letters before it
+    /// if `lettersBefore`, and the `shape` of groups the pattern needs. Each
+    /// test is implied by the pattern: a gate narrows, it never loses a match.
+    public struct DigitGate: Sendable {
+        /// Groups of digits a match must hold, one after another.
+        public enum Shape: Sendable {
+            case any
+            /// Some group of 3, one of `separators`, a group of 4 (555-1234).
+            case threeThenFour(separators: PatternSet.ByteClass)
+            /// A group of 3-6 digits opening with `0[1-9]`, a space or `-`,
+            /// and a group of 3-8 (a national number with its trunk zero).
+            case trunkZero
+            /// Groups joined by single spaces or dashes, `digits` in all.
+            case chained(digits: Int, by: PatternSet.ByteClass, fromFirst: Bool)
+            /// Groups of 3, 2 and 4 joined by the same one of `separators`.
+            case ssn(separators: PatternSet.ByteClass)
+            /// Four groups of 1-3 joined by dots.
+            case dottedQuad
+        }
+
+        public var minDigits: Int
+        public var lettersBefore: Bool
+        public var shape: Shape
+        public var before: Int
+        public var after: Int
+
+        public init(minDigits: Int, lettersBefore: Bool = false, shape: Shape = .any, before: Int, after: Int) {
+            self.minDigits = minDigits
+            self.lettersBefore = lettersBefore
+            self.shape = shape
+            self.before = before
+            self.after = after
+        }
+
+        func admits(_ run: digit_run, groups: DigitGroups) -> Bool {
+            guard Int(run.digits) >= minDigits, !lettersBefore || run.letters_before == 2 else { return false }
+            switch shape {
+            case .any:
+                return true
+            case .threeThenFour(let separators):
+                return groups.any(2) { g in g.length(0) == 3 && g.joined(0, by: separators) && g.length(1) == 4 }
+            case .trunkZero:
+                return groups.any(2) { g in
+                    (3...6).contains(g.length(0)) && g.byte(0, 0) == 0x30 && g.byte(0, 1) != 0x30
+                        && g.joined(0, by: .spaceOrDash) && (3...8).contains(g.length(1))
+                }
+            case .chained(let digits, let separators, let fromFirst):
+                var total = 0
+                for index in 0..<groups.count {
+                    total += groups.length(at: index)
+                    if total >= digits { return true }
+                    if !groups.joined(at: index, by: separators) {
+                        if fromFirst { return false }
+                        total = 0
+                    }
+                }
+                return false
+            case .ssn(let separators):
+                return groups.any(3) { g in
+                    g.length(0) == 3 && g.length(1) == 2 && g.length(2) == 4 && g.joined(0, by: separators)
+                        && g.separator(0) == g.separator(1)
+                }
+            case .dottedQuad:
+                let dot = PatternSet.ByteClass(0x2E...0x2E)
+                return groups.any(4) { g in
+                    (0..<4).allSatisfy { (1...3).contains(g.length($0)) } && (0..<3).allSatisfy { g.joined($0, by: dot) }
+                }
+            }
+        }
+    }
+
+    /// The groups of digits in a run: where each starts, how long it is,
+    /// and the bytes between it and the next. Filled in place, reused.
+    final class DigitGroups {
+        @exclusivity(unchecked) private(set) var starts: [Int] = []
+        @exclusivity(unchecked) private(set) var lengths: [Int] = []
+        private(set) var bytes = UnsafeRawBufferPointer(start: nil, count: 0)
+
+        var count: Int { lengths.count }
+
+        func fill(_ run: digit_run, in bytes: UnsafeRawBufferPointer) {
+            self.bytes = bytes
+            starts.removeAll(keepingCapacity: true)
+            lengths.removeAll(keepingCapacity: true)
+            var index = Int(run.start)
+            let end = Int(run.end)
+            while index < end {
+                while index < end, bytes[index] &- 0x30 >= 10 { index += 1 }
+                let start = index
+                while index < end, bytes[index] &- 0x30 < 10 { index += 1 }
+                if index > start {
+                    starts.append(start)
+                    lengths.append(index - start)
+                }
+            }
+        }
+
+        func length(at index: Int) -> Int { lengths[index] }
+
+        /// The one byte between group `index` and the next, if it is one byte.
+        func separator(at index: Int) -> UInt8? {
+            guard index + 1 < count else { return nil }
+            let gap = starts[index] + lengths[index]
+            return starts[index + 1] == gap + 1 ? bytes[gap] : nil
+        }
+
+        func joined(at index: Int, by separators: PatternSet.ByteClass) -> Bool {
+            separator(at: index).map(separators.contains) ?? false
+        }
+
+        /// Whether `test` holds for some `width` groups in a row, seen
+        /// through a window that numbers them from 0.
+        func any(_ width: Int, _ test: (Window) -> Bool) -> Bool {
+            guard count >= width else { return false }
+            for first in 0...(count - width) where test(Window(groups: self, first: first)) { return true }
+            return false
+        }
+
+        struct Window {
+            let groups: DigitGroups
+            let first: Int
+            func length(_ index: Int) -> Int { groups.length(at: first + index) }
+            func separator(_ index: Int) -> UInt8? { groups.separator(at: first + index) }
+            func joined(_ index: Int, by separators: PatternSet.ByteClass) -> Bool { groups.joined(at: first + index, by: separators) }
+            /// Byte `offset` of group `index`.
+            func byte(_ index: Int, _ offset: Int) -> UInt8 { groups.bytes[groups.starts[first + index] + offset] }
+        }
+    }
+}
+
+extension PatternSet.ByteClass {
+    static let spaceOrDash = PatternSet.ByteClass(0x20...0x20, 0x2D...0x2D)
+}
