@@ -137,7 +137,7 @@ extension Detector {
         ], validator: .creditCard, priority: 90),
         Detector(id: "IBAN", category: .pii, patterns: [
             p(#"\b[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11,30}\b"#).within(.init(0x30...0x39, 0x41...0x5A, and: " "))
-              .gate(.init(minDigits: 2, lettersBefore: true, before: 3, after: 50)),
+              .gate(.init(minDigits: 2, lettersBefore: true, shape: .iban, before: 3, after: 50)),
         ], validator: .iban, priority: 90),
         Detector(id: "US_SSN", category: .pii, patterns: [
             p(#"\b[0-9]{3}-[0-9]{2}-[0-9]{4}\b"#).gate(.init(minDigits: 9, shape: .ssn(separators: .init(0x2D...0x2D)), before: 1, after: 1)),
@@ -148,7 +148,7 @@ extension Detector {
             p(#"\b[0-9]{9}\b"#, prefilter: #"(?:ssn|social sec|ss ?#)"#, prefilterCaseless: true, before: 10, after: 80).digits(9),
         ], validator: .usSSN, contextWords: ["ssn", "social security", "social sec", "ss#", "ss #"], priority: 70),
         Detector(id: "UK_NINO", category: .pii, patterns: [
-            p(#"\b[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?[0-9]{2} ?[0-9]{2} ?[0-9]{2} ?[A-D]\b"#).gate(.init(minDigits: 6, lettersBefore: true, shape: .chained(digits: 6, by: .init(0x20...0x20), fromFirst: true), before: 4, after: 3)),
+            p(#"\b[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?[0-9]{2} ?[0-9]{2} ?[0-9]{2} ?[A-D]\b"#).gate(.init(minDigits: 6, lettersBefore: true, shape: .nino, before: 4, after: 3)),
         ], validator: .ukNINO, priority: 70),
         Detector(id: "IP_ADDRESS", category: .pii, patterns: [
             p(#"\b(?:[0-9]{1,3}\.){3}[0-9]{1,3}\b"#).gate(.init(minDigits: 4, shape: .dottedQuad, before: 1, after: 1)),

@@ -25,6 +25,12 @@ extension PatternSet {
             case ssn(separators: PatternSet.ByteClass)
             /// Four groups of 1-3 joined by dots.
             case dottedQuad
+            /// A UK National Insurance number: two prefix letters, three
+            /// pairs of digits, a suffix letter A-D.
+            case nino
+            /// An IBAN: a country code right before the check digits, and
+            /// at least 15 letters and digits.
+            case iban
         }
 
         public var minDigits: Int
@@ -69,6 +75,10 @@ extension PatternSet {
                     g.length(0) == 3 && g.length(1) == 2 && g.length(2) == 4 && g.joined(0, by: separators)
                         && g.separator(0) == g.separator(1)
                 }
+            case .nino:
+                return Self.isNINO(at: Int(run.start), in: groups.bytes)
+            case .iban:
+                return Self.isIBAN(at: Int(run.start), in: groups.bytes)
             case .dottedQuad:
                 let dot = PatternSet.ByteClass(0x2E...0x2E)
                 return groups.any(4) { g in
@@ -78,6 +88,65 @@ extension PatternSet {
         }
     }
 
+    /// The letters a NINO's prefix may use: first and second.
+    static let ninoFirst = PatternSet.ByteClass(0x41...0x43, 0x45...0x45, 0x47...0x48, 0x4A...0x50, 0x52...0x54, 0x57...0x5A)
+    static let ninoSecond = PatternSet.ByteClass(0x41...0x43, 0x45...0x45, 0x47...0x48, 0x4A...0x4E, 0x50...0x50, 0x52...0x54, 0x57...0x5A)
+
+    /// IBAN country codes, by (first - A) * 26 + (second - A).
+    static let ibanCountries: [Bool] = {
+        var codes = [Bool](repeating: false, count: 26 * 26)
+        for code in Validator.ibanLengths.keys {
+            let letters = Array(code.utf8)
+            codes[Int(letters[0] - 0x41) * 26 + Int(letters[1] - 0x41)] = true
+        }
+        return codes
+    }()
+}
+
+extension PatternSet.DigitGate {
+    static func isUpper(_ byte: UInt8) -> Bool { byte &- 0x41 < 26 }
+
+    /// `[A-Z][A-Z] ?[0-9]{2} ?[0-9]{2} ?[0-9]{2} ?[A-D]` with its digits at `start`.
+    static func isNINO(at start: Int, in bytes: UnsafeRawBufferPointer) -> Bool {
+        var prefix = start
+        if prefix >= 1, bytes[prefix - 1] == 0x20 { prefix -= 1 }
+        guard prefix >= 2, PatternSet.ninoFirst.contains(bytes[prefix - 2]), PatternSet.ninoSecond.contains(bytes[prefix - 1]) else { return false }
+        var index = start, digits = 0
+        while digits < 6 {
+            guard index < bytes.count else { return false }
+            if bytes[index] &- 0x30 < 10 {
+                digits += 1
+                index += 1
+            } else if bytes[index] == 0x20, digits % 2 == 0, bytes[index - 1] != 0x20 {
+                index += 1
+            } else {
+                return false
+            }
+        }
+        if index < bytes.count, bytes[index] == 0x20 { index += 1 }
+        return index < bytes.count && bytes[index] &- 0x41 < 4
+    }
+
+    /// A known country code right before the check digits at `start`, and
+    /// at least 15 letters and digits from it on (single spaces allowed).
+    static func isIBAN(at start: Int, in bytes: UnsafeRawBufferPointer) -> Bool {
+        guard start >= 2, isUpper(bytes[start - 2]), isUpper(bytes[start - 1]),
+              PatternSet.ibanCountries[Int(bytes[start - 2] - 0x41) * 26 + Int(bytes[start - 1] - 0x41)] else { return false }
+        var index = start, count = 2
+        while index < bytes.count, count < 15 {
+            let byte = bytes[index]
+            if byte &- 0x30 < 10 || isUpper(byte) {
+                count += 1
+            } else if byte != 0x20 || bytes[index - 1] == 0x20 {
+                break
+            }
+            index += 1
+        }
+        return count >= 15
+    }
+}
+
+extension PatternSet {
     /// The groups of digits in a run: where each starts, how long it is,
     /// and the bytes between it and the next. Filled in place, reused.
     final class DigitGroups {
