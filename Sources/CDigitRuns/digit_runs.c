@@ -6,35 +6,51 @@
 
 static inline int is_upper(uint8_t byte) { return (uint8_t)(byte - 'A') < 26; }
 
-/// Bit i set where bytes[i] is a digit; `joins` where it is a digit or a separator.
-static inline void classify64(const uint8_t *p, uint64_t *digits, uint64_t *joins) {
+/// Bit i set where p[i] is a digit.
+static inline uint64_t digits64(const uint8_t *p) {
 #if defined(__SSE2__)
-    uint64_t d = 0, j = 0;
-    const __m128i zero = _mm_set1_epi8('0' - 128), nine = _mm_set1_epi8('9' - 128 + 1), flip = _mm_set1_epi8((char)0x80);
+    const __m128i flip = _mm_set1_epi8((char)0x80);
+    const __m128i below = _mm_set1_epi8((char)('0' - 1 - 128)), above = _mm_set1_epi8((char)('9' + 1 - 128));
+    uint64_t d = 0;
+    for (int k = 0; k < 4; k++) {
+        __m128i s = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(p + 16 * k)), flip); // signed compare of unsigned bytes
+        __m128i digit = _mm_and_si128(_mm_cmpgt_epi8(s, below), _mm_cmplt_epi8(s, above));
+        d |= (uint64_t)(uint16_t)_mm_movemask_epi8(digit) << (16 * k);
+    }
+    return d;
+#else
+    uint64_t d = 0;
+    for (int i = 0; i < 64; i++) if ((uint8_t)(p[i] - '0') < 10) d |= (uint64_t)1 << i;
+    return d;
+#endif
+}
+
+/// Bit i set where p[i] is a separator (space . - ( ) +); `dots` where it is '.'.
+static inline uint64_t separators64(const uint8_t *p, uint64_t *dots) {
+#if defined(__SSE2__)
     const __m128i space = _mm_set1_epi8(' '), dot = _mm_set1_epi8('.'), dash = _mm_set1_epi8('-');
     const __m128i open = _mm_set1_epi8('('), close = _mm_set1_epi8(')'), plus = _mm_set1_epi8('+');
+    uint64_t j = 0, t = 0;
     for (int k = 0; k < 4; k++) {
         __m128i v = _mm_loadu_si128((const __m128i *)(p + 16 * k));
-        __m128i s = _mm_xor_si128(v, flip); // signed compare of unsigned bytes
-        __m128i isdigit = _mm_and_si128(_mm_cmpgt_epi8(s, _mm_sub_epi8(zero, _mm_set1_epi8(1))), _mm_cmplt_epi8(s, nine));
-        __m128i sep = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, space), _mm_cmpeq_epi8(v, dot)),
+        __m128i isdot = _mm_cmpeq_epi8(v, dot);
+        __m128i sep = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, space), isdot),
                                    _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, dash), _mm_cmpeq_epi8(v, open)),
                                                 _mm_or_si128(_mm_cmpeq_epi8(v, close), _mm_cmpeq_epi8(v, plus))));
-        d |= (uint64_t)(uint16_t)_mm_movemask_epi8(isdigit) << (16 * k);
-        j |= (uint64_t)(uint16_t)_mm_movemask_epi8(_mm_or_si128(isdigit, sep)) << (16 * k);
+        j |= (uint64_t)(uint16_t)_mm_movemask_epi8(sep) << (16 * k);
+        t |= (uint64_t)(uint16_t)_mm_movemask_epi8(isdot) << (16 * k);
     }
-    *digits = d;
-    *joins = j;
+    *dots = t;
+    return j;
 #else
-    uint64_t d = 0, j = 0;
+    uint64_t j = 0, t = 0;
     for (int i = 0; i < 64; i++) {
         uint8_t b = p[i];
-        uint64_t bit = (uint64_t)1 << i;
-        if ((uint8_t)(b - '0') < 10) { d |= bit; j |= bit; }
-        else if (b == ' ' || b == '.' || b == '-' || b == '(' || b == ')' || b == '+') j |= bit;
+        if (b == ' ' || b == '.' || b == '-' || b == '(' || b == ')' || b == '+') j |= (uint64_t)1 << i;
+        if (b == '.') t |= (uint64_t)1 << i;
     }
-    *digits = d;
-    *joins = j;
+    *dots = t;
+    return j;
 #endif
 }
 
@@ -48,19 +64,19 @@ typedef struct {
     digit_run run;
     int open;
     uint32_t min_digits;
+    uint32_t min_dots;
     digit_run_sink sink;
     void *context;
 } state;
 
 static inline void emit(state *s) {
-    if (s->run.digits >= s->min_digits || s->run.letters_before == 2) s->sink(s->context, &s->run);
+    if (s->run.digits >= s->min_digits || s->run.dots >= s->min_dots || s->run.letters_before == 2) s->sink(s->context, &s->run);
     s->open = 0;
 }
 
 static inline void begin(state *s, const uint8_t *bytes, size_t first) {
     s->open = 1;
     s->run.start = (uint32_t)first;
-    s->run.digits = 0;
     uint32_t letters = 0;
     size_t at = first;
     if (at >= 1 && bytes[at - 1] == ' ') at -= 1;
@@ -71,8 +87,8 @@ static inline void begin(state *s, const uint8_t *bytes, size_t first) {
     s->run.letters_before = letters;
 }
 
-/// One 64-byte block at `base`.
-static inline void block(state *s, const uint8_t *bytes, size_t base, uint64_t d, uint64_t j) {
+/// One 64-byte block at `base`: digits `d`, digits and separators `j`, dots `t`.
+static inline void block(state *s, const uint8_t *bytes, size_t base, uint64_t d, uint64_t j, uint64_t t) {
     if (s->open) {
         if (j & 1) {
             uint64_t breaks = ~j;
@@ -83,6 +99,7 @@ static inline void block(state *s, const uint8_t *bytes, size_t base, uint64_t d
                 s->run.end = (uint32_t)(base + 64 - __builtin_clzll(digits));
                 s->run.digits += (uint32_t)__builtin_popcountll(digits);
             }
+            s->run.dots += (uint32_t)__builtin_popcountll(t & bits);
             d &= ~bits;
             if (end == 64) return;
         }
@@ -97,27 +114,29 @@ static inline void block(state *s, const uint8_t *bytes, size_t base, uint64_t d
         begin(s, bytes, base + first);
         s->run.end = (uint32_t)(base + 64 - __builtin_clzll(digits));
         s->run.digits = (uint32_t)__builtin_popcountll(digits);
+        s->run.dots = (uint32_t)__builtin_popcountll(t & bits);
         d &= ~bits;
         if (end == 64) return; // goes on in the next block
         emit(s);
     }
 }
 
-void digit_runs(const uint8_t *bytes, size_t count, uint32_t min_digits, digit_run_sink sink, void *context) {
-    state s = { .open = 0, .min_digits = min_digits, .sink = sink, .context = context };
+static inline void step(state *s, const uint8_t *bytes, size_t base, const uint8_t *block_bytes) {
+    uint64_t d = digits64(block_bytes);
+    if (!d && !s->open) return;
+    uint64_t t;
+    uint64_t j = separators64(block_bytes, &t) | d;
+    block(s, bytes, base, d, j, t);
+}
+
+void digit_runs(const uint8_t *bytes, size_t count, uint32_t min_digits, uint32_t min_dots, digit_run_sink sink, void *context) {
+    state s = { .open = 0, .min_digits = min_digits, .min_dots = min_dots, .sink = sink, .context = context };
     size_t base = 0;
-    for (; base + 64 <= count; base += 64) {
-        uint64_t d, j;
-        classify64(bytes + base, &d, &j);
-        if (!d && !s.open) continue;
-        block(&s, bytes, base, d, j);
-    }
+    for (; base + 64 <= count; base += 64) step(&s, bytes, base, bytes + base);
     if (base < count) {
         uint8_t tail[64] = {0}; // NUL: neither digit nor separator
         for (size_t i = 0; base + i < count; i++) tail[i] = bytes[base + i];
-        uint64_t d, j;
-        classify64(tail, &d, &j);
-        block(&s, bytes, base, d, j);
+        step(&s, bytes, base, tail);
     }
     if (s.open) emit(&s);
 }

@@ -151,7 +151,7 @@ extension Detector {
             p(#"\b[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?[0-9]{2} ?[0-9]{2} ?[0-9]{2} ?[A-D]\b"#).gate(.init(minDigits: 6, lettersBefore: true, shape: .nino, before: 4, after: 3)),
         ], validator: .ukNINO, priority: 70),
         Detector(id: "IP_ADDRESS", category: .pii, patterns: [
-            p(#"\b(?:[0-9]{1,3}\.){3}[0-9]{1,3}\b"#).gate(.init(minDigits: 4, shape: .dottedQuad, before: 1, after: 1)),
+            p(#"\b(?:[0-9]{1,3}\.){3}[0-9]{1,3}\b"#).gate(.init(minDigits: 4, minDots: 3, shape: .dottedQuad, before: 1, after: 1)),
         ], validator: .ipv4, isolated: true, priority: 30),
         Detector(id: "IP_ADDRESS", category: .pii, patterns: [
             p(#"(?:\b[0-9A-Fa-f]{1,4}|::)(?::[0-9A-Fa-f]{0,4}){2,7}"#, prefilter: ":[0-9A-Fa-f]{0,4}:[0-9A-Fa-f]{0,4}:", before: 45, after: 45).within(.init(0x30...0x3A, 0x41...0x46, 0x61...0x66)),

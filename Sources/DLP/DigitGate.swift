@@ -7,8 +7,8 @@ extension PatternSet {
     /// without digits cost almost nothing, where a regex over digit classes
     /// costs Hyperscan about a nanosecond a byte); a run becomes a window,
     /// from `before` bytes before its first digit to `after` bytes after its
-    /// last, when it has `minDigits` digits, two uppercase letters before it
-    /// if `lettersBefore`, and the `shape` of groups the pattern needs. Each
+    /// last, when it has `minDigits` digits, `minDots` dots, two uppercase
+    /// letters before it if `lettersBefore`, and the `shape` of groups the pattern needs. Each
     /// test is implied by the pattern: a gate narrows, it never loses a match.
     public struct DigitGate: Sendable {
         /// Groups of digits a match must hold, one after another.
@@ -34,13 +34,16 @@ extension PatternSet {
         }
 
         public var minDigits: Int
+        /// Dots from the first digit on (those of an address).
+        public var minDots: Int
         public var lettersBefore: Bool
         public var shape: Shape
         public var before: Int
         public var after: Int
 
-        public init(minDigits: Int, lettersBefore: Bool = false, shape: Shape = .any, before: Int, after: Int) {
+        public init(minDigits: Int, minDots: Int = 0, lettersBefore: Bool = false, shape: Shape = .any, before: Int, after: Int) {
             self.minDigits = minDigits
+            self.minDots = minDots
             self.lettersBefore = lettersBefore
             self.shape = shape
             self.before = before
@@ -48,7 +51,7 @@ extension PatternSet {
         }
 
         func admits(_ run: digit_run, groups: DigitGroups) -> Bool {
-            guard Int(run.digits) >= minDigits, !lettersBefore || run.letters_before == 2 else { return false }
+            guard Int(run.digits) >= minDigits, Int(run.dots) >= minDots, !lettersBefore || run.letters_before == 2 else { return false }
             switch shape {
             case .any:
                 return true

@@ -174,6 +174,7 @@ public struct MessageScan: Sendable {
                 throw .scanner("\(error)")
             }
             var index = 0
+            var named = -1, path = ""
             for finding in found {
                 // Findings come in order of position, like the segments.
                 while index < segments.count, segments[index].end < finding.end { index += 1 }
@@ -183,8 +184,13 @@ public struct MessageScan: Sendable {
                 var local = finding
                 local.start -= segment.start
                 local.end -= segment.start
-                let path = self.path(segment.node)
-                out.append(LocatedFinding(finding: local, path: segment.base64 ? path + "(base64)" : path, base64: segment.base64))
+                if named != index {
+                    // A string's findings share its path: written once.
+                    named = index
+                    path = self.path(segment.node)
+                    if segment.base64 { path += "(base64)" }
+                }
+                out.append(LocatedFinding(finding: local, path: path, base64: segment.base64))
             }
         }
 

@@ -143,6 +143,7 @@ public final class PatternSet: @unchecked Sendable {
     /// The patterns found from runs of digits, and the fewest digits any needs.
     private let gated: [(pattern: Int, gate: DigitGate)]
     private let gatedMinDigits: UInt32
+    private let gatedMinDots: UInt32
     private let prototype: OpaquePointer
     private let spare = Mutex<[Scratch]>([])
     public let count: Int
@@ -168,7 +169,9 @@ public final class PatternSet: @unchecked Sendable {
         within = patterns.map(\.within)
         minDigits = patterns.map(\.minDigits)
         gated = patterns.enumerated().compactMap { index, pattern in pattern.digitGate.map { (index, $0) } }
-        gatedMinDigits = UInt32(gated.map { $0.gate.lettersBefore ? Int(UInt32.max) : $0.gate.minDigits }.min() ?? 0)
+        // The runs any gate may take: enough digits, dots or letters before.
+        gatedMinDigits = UInt32(gated.map { $0.gate.lettersBefore || $0.gate.minDots > 0 ? Int(UInt32.max) : $0.gate.minDigits }.min() ?? 0)
+        gatedMinDots = UInt32(gated.map { $0.gate.minDots > 0 ? $0.gate.minDots : Int(UInt32.max) }.min() ?? 0)
         let caseless = UInt32(HS_FLAG_CASELESS)
         let first = patterns.indices.filter { patterns[$0].digitGate == nil }
         prefilter = try Self.compile(first.map { patterns[$0].prefilter ?? patterns[$0].expression },
@@ -314,6 +317,15 @@ public final class PatternSet: @unchecked Sendable {
             self.gated = gated
             self.collector = collector
         }
+
+        func add(_ run: digit_run) {
+            guard !collector.overflowed else { return }
+            let core = Int(run.start)..<Int(run.end)
+            groups.fill(run, in: collector.bytes)
+            for (pattern, gate) in gated where gate.admits(run, groups: groups) {
+                _ = collector.add(pattern: pattern, around: core, before: gate.before, after: gate.after)
+            }
+        }
     }
 
     private final class WindowMatches {
@@ -341,15 +353,8 @@ public final class PatternSet: @unchecked Sendable {
         guard status == HS_SUCCESS else { throw ScanError(code: status) }
         if !gated.isEmpty {
             let runs = DigitRuns(gated: gated, collector: collector)
-            digit_runs(bytes.baseAddress!.assumingMemoryBound(to: UInt8.self), bytes.count, gatedMinDigits, { context, run in
-                let runs = Unmanaged<DigitRuns>.fromOpaque(context!).takeUnretainedValue()
-                let run = run!.pointee
-                guard !runs.collector.overflowed else { return }
-                let core = Int(run.start)..<Int(run.end)
-                runs.groups.fill(run, in: runs.collector.bytes)
-                for (pattern, gate) in runs.gated where gate.admits(run, groups: runs.groups) {
-                    _ = runs.collector.add(pattern: pattern, around: core, before: gate.before, after: gate.after)
-                }
+            digit_runs(bytes.baseAddress!.assumingMemoryBound(to: UInt8.self), bytes.count, gatedMinDigits, gatedMinDots, { context, run in
+                Unmanaged<DigitRuns>.fromOpaque(context!)._withUnsafeGuaranteedRef { $0.add(run!.pointee) }
             }, Unmanaged.passUnretained(runs).toOpaque())
             if collector.overflowed { throw ScanError(code: Self.tooManyCandidates) }
         }

@@ -71,12 +71,11 @@ public final class Scanner: Sendable {
             var next = index
             while next < raw.count, raw[next].pattern == detectorIndex, raw[next].start == start { next += 1 }
             if start >= reachedBy[detectorIndex] {
-                let detector = detectors[detectorIndex]
                 var previousEnd = -1
                 for candidate in raw[index..<next] where candidate.end != previousEnd {
                     previousEnd = candidate.end
-                    guard let span = confirm(detector, start: start, end: candidate.end, in: bytes) else { continue }
-                    confirmed.append((Finding(detector: detector.id, start: span.start, end: span.end), detector.priority))
+                    guard let span = confirm(detectors[detectorIndex], start: start, end: candidate.end, in: bytes) else { continue }
+                    confirmed.append((Finding(detector: detectors[detectorIndex].id, start: span.start, end: span.end), detectors[detectorIndex].priority))
                     reachedBy[detectorIndex] = span.end
                     break
                 }
@@ -103,7 +102,7 @@ public final class Scanner: Sendable {
         }
     }
 
-    func confirm(_ detector: Detector, start: Int, end: Int, in bytes: UnsafeRawBufferPointer) -> (start: Int, end: Int)? {
+    func confirm(_ detector: borrowing Detector, start: Int, end: Int, in bytes: UnsafeRawBufferPointer) -> (start: Int, end: Int)? {
         var start = start, end = end
         switch detector.span {
         case .match: break
@@ -151,7 +150,7 @@ public final class Scanner: Sendable {
             }
         }
         guard end > start else { return nil }
-        if let validator = detector.validator, !validator.check(ArraySlice(bytes[start..<end])) { return nil }
+        if let validator = detector.validator, !validator.check(bytes[start..<end]) { return nil }
         if detector.isolated, !Self.standsAlone(start: start, end: end, in: bytes) { return nil }
         if detector.needsContext, !Self.hasContext(detector, start: start, end: end, in: bytes) { return nil }
         return (start, end)
@@ -181,7 +180,7 @@ public final class Scanner: Sendable {
     /// Whether a context word appears (case-insensitively) in the window
     /// before `start` or, for the words that may follow, after `end`;
     /// within the same string: a NUL ends a window.
-    static func hasContext(_ detector: Detector, start: Int, end: Int, in bytes: UnsafeRawBufferPointer) -> Bool {
+    static func hasContext(_ detector: borrowing Detector, start: Int, end: Int, in bytes: UnsafeRawBufferPointer) -> Bool {
         var from = start
         let limit = max(0, start - detector.contextWindow)
         while from > limit, bytes[from - 1] != 0 { from -= 1 }

@@ -16,6 +16,13 @@ public enum Validator: String, Sendable, CaseIterable {
     case awsSecret = "aws_secret"
 
     public func check(_ bytes: ArraySlice<UInt8>) -> Bool {
+        bytes.withUnsafeBytes { check($0[...]) }
+    }
+
+    /// The bytes a validator reads: a slice of the scanned buffer, not a copy.
+    typealias Bytes = Slice<UnsafeRawBufferPointer>
+
+    func check(_ bytes: Bytes) -> Bool {
         switch self {
         case .luhn: return Self.luhn(Self.digits(bytes))
         case .creditCard: return Self.creditCard(bytes)
@@ -31,7 +38,7 @@ public enum Validator: String, Sendable, CaseIterable {
         }
     }
 
-    static func digits(_ bytes: ArraySlice<UInt8>) -> [UInt8] {
+    static func digits(_ bytes: Bytes) -> [UInt8] {
         bytes.compactMap { $0 >= 0x30 && $0 <= 0x39 ? $0 - 0x30 : nil }
     }
 
@@ -54,7 +61,7 @@ public enum Validator: String, Sendable, CaseIterable {
     /// 12-19 digits, Luhn-valid, an issuer prefix in use for that length,
     /// and the same separator throughout (or none). No allocation: this
     /// runs on every long run of digits.
-    static func creditCard(_ bytes: ArraySlice<UInt8>) -> Bool {
+    static func creditCard(_ bytes: Bytes) -> Bool {
         var separator: UInt8 = 0
         var count = 0, sum = 0, seen: UInt16 = 0, prefix = 0
         for byte in bytes.reversed() {
@@ -115,7 +122,7 @@ public enum Validator: String, Sendable, CaseIterable {
     ]
 
     /// Known country and length, then ISO 13616's mod-97 check.
-    static func iban(_ bytes: ArraySlice<UInt8>) -> Bool {
+    static func iban(_ bytes: Bytes) -> Bool {
         var compact: [UInt8] = []
         compact.reserveCapacity(34)
         for byte in bytes where byte != 0x20 {
@@ -139,7 +146,7 @@ public enum Validator: String, Sendable, CaseIterable {
 
     /// Area 001-899 but not 666, group 01-99, serial 0001-9999, one kind
     /// of separator, and not a well-known sample number.
-    static func ssn(_ bytes: ArraySlice<UInt8>) -> Bool {
+    static func ssn(_ bytes: Bytes) -> Bool {
         var separator: UInt8 = 0, separators = 0
         var number = 0, count = 0, seen: UInt16 = 0
         for byte in bytes {
@@ -161,7 +168,7 @@ public enum Validator: String, Sendable, CaseIterable {
     }
 
     /// Two prefix letters from the allowed sets, not a reserved pair.
-    static func nino(_ bytes: ArraySlice<UInt8>) -> Bool {
+    static func nino(_ bytes: Bytes) -> Bool {
         let letters = bytes.filter { $0 >= 0x41 && $0 <= 0x5A }
         guard letters.count == 3 else { return false }
         let first = letters[letters.startIndex], second = letters[letters.startIndex + 1]
@@ -171,7 +178,7 @@ public enum Validator: String, Sendable, CaseIterable {
     }
 
     /// Four decimal parts 0-255, without leading zeros.
-    static func ipv4(_ bytes: ArraySlice<UInt8>) -> Bool {
+    static func ipv4(_ bytes: Bytes) -> Bool {
         var parts = 0, value = 0, digits = 0, leadingZero = false
         for byte in bytes {
             if isDigit(byte) {
@@ -194,7 +201,7 @@ public enum Validator: String, Sendable, CaseIterable {
     /// RFC 4291 text form: eight groups of 1-4 hex digits, or fewer with
     /// one `::`, optionally ending in dotted IPv4; at least three groups
     /// written (`::` or `1::` alone say nothing).
-    static func ipv6(_ bytes: ArraySlice<UInt8>) -> Bool {
+    static func ipv6(_ bytes: Bytes) -> Bool {
         var groups = 0, hexDigits = 0, compressed = false
         var index = bytes.startIndex
         let end = bytes.endIndex
@@ -241,7 +248,7 @@ public enum Validator: String, Sendable, CaseIterable {
     }
 
     /// 7-15 digits (before an extension), and not one or two digits repeated.
-    static func phone(_ bytes: ArraySlice<UInt8>) -> Bool {
+    static func phone(_ bytes: Bytes) -> Bool {
         var count = 0, seen: UInt16 = 0
         for byte in bytes {
             if byte == 0x78 || byte == 0x65 { break } // x, ext
@@ -254,14 +261,14 @@ public enum Validator: String, Sendable, CaseIterable {
     }
 
     /// A JWT's header decodes to a JSON object with `alg`.
-    static func jwt(_ bytes: ArraySlice<UInt8>) -> Bool {
+    static func jwt(_ bytes: Bytes) -> Bool {
         guard let dot = bytes.firstIndex(of: 0x2E) else { return false }
         guard let header = base64URLDecode(bytes[bytes.startIndex..<dot]) else { return false }
         let text = String(decoding: header, as: UTF8.self)
         return text.hasPrefix("{") && text.contains("\"alg\"")
     }
 
-    static func base64URLDecode(_ bytes: ArraySlice<UInt8>) -> [UInt8]? {
+    static func base64URLDecode(_ bytes: Bytes) -> [UInt8]? {
         var text = String(decoding: bytes, as: UTF8.self).replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
         while text.utf8.count % 4 != 0 { text += "=" }
         return Data(base64Encoded: text).map { Array($0) }
@@ -271,7 +278,7 @@ public enum Validator: String, Sendable, CaseIterable {
     /// (`process.env.API_TOKEN`, `settings.secrets.key`), a placeholder
     /// (`${API_TOKEN}`, `<your-token>`, `{{ token }}`) or a call in code
     /// (`lexer.get_token()`, `bytes(memoryview(password))`).
-    static func isReference(_ bytes: ArraySlice<UInt8>) -> Bool {
+    static func isReference(_ bytes: Bytes) -> Bool {
         guard let first = bytes.first else { return false }
         if first == 0x3C || first == 0x7B || (first == 0x24 && bytes.dropFirst().first == 0x7B) { return true }
         if bytes.last == 0x29, let open = bytes.firstIndex(of: 0x28), open > bytes.startIndex,
@@ -286,26 +293,30 @@ public enum Validator: String, Sendable, CaseIterable {
 
     /// A value that looks generated: enough Shannon entropy per character,
     /// at least two kinds of characters.
-    static func secretLike(_ bytes: ArraySlice<UInt8>, minimumEntropy: Double) -> Bool {
+    static func secretLike(_ bytes: Bytes, minimumEntropy: Double) -> Bool {
         guard bytes.count >= 16 else { return false }
-        var counts = [Int](repeating: 0, count: 256)
-        var classes = Set<Int>()
-        for byte in bytes {
-            counts[Int(byte)] += 1
-            switch byte {
-            case 0x30...0x39: classes.insert(0)
-            case 0x41...0x5A: classes.insert(1)
-            case 0x61...0x7A: classes.insert(2)
-            default: classes.insert(3)
+        return withUnsafeTemporaryAllocation(of: Int.self, capacity: 256) { counts in
+            counts.initialize(repeating: 0)
+            var classes: UInt8 = 0
+            for byte in bytes {
+                counts[Int(byte)] += 1
+                switch byte {
+                case 0x30...0x39: classes |= 1
+                case 0x41...0x5A: classes |= 2
+                case 0x61...0x7A: classes |= 4
+                default: classes |= 8
+                }
             }
+            guard classes.nonzeroBitCount >= 2 else { return false }
+            let total = Double(bytes.count)
+            var entropy = 0.0
+            for byte in bytes where counts[Int(byte)] > 0 {
+                // Each distinct byte once: its count is cleared when counted.
+                let p = Double(counts[Int(byte)]) / total
+                entropy -= p * log2(p)
+                counts[Int(byte)] = 0
+            }
+            return entropy >= minimumEntropy
         }
-        guard classes.count >= 2 else { return false }
-        let total = Double(bytes.count)
-        let entropy = counts.reduce(0.0) { sum, count in
-            guard count > 0 else { return sum }
-            let p = Double(count) / total
-            return sum - p * log2(p)
-        }
-        return entropy >= minimumEntropy
     }
 }

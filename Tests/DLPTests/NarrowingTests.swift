@@ -38,7 +38,7 @@ func numberSoup(_ random: inout SplitMix, pieces: Int) -> [UInt8] {
 
 @Suite struct Narrowing {
     /// The runs as the definition says, a byte at a time.
-    func expectedRuns(_ bytes: [UInt8], minDigits: Int) -> [[Int]] {
+    func expectedRuns(_ bytes: [UInt8], minDigits: Int, minDots: Int) -> [[Int]] {
         func isDigit(_ b: UInt8) -> Bool { b >= 0x30 && b <= 0x39 }
         func joins(_ b: UInt8) -> Bool { isDigit(b) || " .-()+".utf8.contains(b) }
         func upper(_ b: UInt8) -> Bool { b >= 0x41 && b <= 0x5A }
@@ -47,28 +47,29 @@ func numberSoup(_ random: inout SplitMix, pieces: Int) -> [UInt8] {
         while index < bytes.count {
             guard isDigit(bytes[index]) else { index += 1; continue }
             let start = index
-            var end = index, digits = 0
+            var end = index, digits = 0, dots = 0
             while index < bytes.count, joins(bytes[index]) {
                 if isDigit(bytes[index]) { digits += 1; end = index + 1 }
+                if bytes[index] == 0x2E { dots += 1 }
                 index += 1
             }
             var at = start, letters = 0
             if at >= 1, bytes[at - 1] == 0x20 { at -= 1 }
             if at >= 1, upper(bytes[at - 1]) { letters = at >= 2 && upper(bytes[at - 2]) ? 2 : 1 }
-            if digits >= minDigits || letters == 2 { runs.append([start, end, digits, letters]) }
+            if digits >= minDigits || dots >= minDots || letters == 2 { runs.append([start, end, digits, dots, letters]) }
         }
         return runs
     }
 
     final class Found { var runs: [[Int]] = [] }
 
-    func runs(_ bytes: [UInt8], minDigits: Int) -> [[Int]] {
+    func runs(_ bytes: [UInt8], minDigits: Int, minDots: Int = 1000) -> [[Int]] {
         let found = Found()
         bytes.withUnsafeBufferPointer { buffer in
-            digit_runs(buffer.baseAddress, buffer.count, UInt32(minDigits), { context, run in
+            digit_runs(buffer.baseAddress, buffer.count, UInt32(minDigits), UInt32(minDots), { context, run in
                 let run = run!.pointee
                 Unmanaged<Found>.fromOpaque(context!).takeUnretainedValue().runs.append(
-                    [Int(run.start), Int(run.end), Int(run.digits), Int(run.letters_before)])
+                    [Int(run.start), Int(run.end), Int(run.digits), Int(run.dots), Int(run.letters_before)])
             }, Unmanaged.passUnretained(found).toOpaque())
         }
         return found.runs
@@ -79,8 +80,8 @@ func numberSoup(_ random: inout SplitMix, pieces: Int) -> [UInt8] {
         for round in 0..<400 {
             // Lengths around the 64-byte blocks, runs across their edges.
             let bytes = Array(numberSoup(&random, pieces: Int.random(in: 0...60, using: &random)).prefix(Int.random(in: 0...300, using: &random)))
-            let minDigits = Int.random(in: 1...12, using: &random)
-            #expect(runs(bytes, minDigits: minDigits) == expectedRuns(bytes, minDigits: minDigits), "round \(round): \(String(decoding: bytes, as: UTF8.self))")
+            let minDigits = Int.random(in: 1...12, using: &random), minDots = Int.random(in: 1...4, using: &random)
+            #expect(runs(bytes, minDigits: minDigits, minDots: minDots) == expectedRuns(bytes, minDigits: minDigits, minDots: minDots), "round \(round): \(String(decoding: bytes, as: UTF8.self))")
         }
     }
 
@@ -89,6 +90,7 @@ func numberSoup(_ random: inout SplitMix, pieces: Int) -> [UInt8] {
         let found = runs(bytes, minDigits: 4)
         #expect(found.count == 1)
         #expect(found.first?[2] == 300)
+        #expect(found.first?[3] == 100)
         #expect(found.first?[1] == bytes.count - 2)
     }
 
