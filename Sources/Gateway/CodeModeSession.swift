@@ -37,7 +37,7 @@ extension PortalSession {
         event.argumentBytes = codeBytes.count
         event.argumentHash = Self.sha256(codeBytes)
         event.durationMicros = report.durationMicros
-        event.resultBytes = result.serialized().count
+        event.resultBytes = result.serializedCount
         if settings.recordCode { event.detail = code }
         try await gateway.record(event)
         return result

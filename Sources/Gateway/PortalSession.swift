@@ -371,7 +371,7 @@ public final class PortalSession: Sendable {
                         event.outcome = .error
                         event.error = "tool returned isError"
                     }
-                    event.resultBytes = response.result.map { $0.serialized().count } ?? 0
+                    event.resultBytes = response.result?.serializedCount ?? 0
                     finish(event, response)
                 }
             }
@@ -622,7 +622,7 @@ public final class PortalSession: Sendable {
                                method: method, outcome: response.error == nil ? .ok : .error, error: response.error?["message"]?.stringValue)
         event.detail = original
         event.durationMicros = Self.micros(ContinuousClock.now - started)
-        event.resultBytes = response.result.map { $0.serialized().count } ?? 0
+        event.resultBytes = response.result?.serializedCount ?? 0
         try await gateway.record(event)
         return response
     }

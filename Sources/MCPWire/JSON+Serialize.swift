@@ -9,6 +9,32 @@ extension JSON {
 
     public var text: String { String(decoding: serialized(), as: UTF8.self) }
 
+    /// The length of `serialized()`, without writing it.
+    public var serializedCount: Int {
+        switch self {
+        case .null: return 4
+        case .bool(let value): return value ? 4 : 5
+        case .number(let text): return text.utf8.count
+        case .string(let string): return JSON.serializedCount(of: string)
+        case .array(let elements):
+            return elements.reduce(max(1, elements.count)) { $0 + $1.serializedCount } + 1
+        case .object(let object):
+            return object.entries.reduce(max(1, object.entries.count)) { $0 + JSON.serializedCount(of: $1.key) + 1 + $1.value.serializedCount } + 1
+        }
+    }
+
+    static func serializedCount(of string: String) -> Int {
+        var count = 2
+        for byte in string.utf8 {
+            switch byte {
+            case UInt8(ascii: "\""), UInt8(ascii: "\\"), 0x0A, 0x0D, 0x09: count += 2
+            case 0..<0x20: count += 6
+            default: count += 1
+            }
+        }
+        return count
+    }
+
     public func write(to out: inout [UInt8]) {
         switch self {
         case .null: out.append(contentsOf: [0x6E, 0x75, 0x6C, 0x6C])

@@ -12,6 +12,7 @@ struct JSONTests {
         let value = try JSON.parse(text)
         let again = try JSON.parse(value.text)
         #expect(again == value)
+        #expect(value.serializedCount == value.serialized().count)
         if !text.contains("\\u") { #expect(value.text == text) }
     }
 
@@ -19,6 +20,9 @@ struct JSONTests {
         let value = try JSON.parse(#""line\nbreak \"quoted\" \\ tab\t \u0001 \/""#)
         #expect(value == .string("line\nbreak \"quoted\" \\ tab\t \u{01} /"))
         #expect(value.text == #""line\nbreak \"quoted\" \\ tab\t \u0001 /""#)
+        let nested: JSON = ["k\"ey": value, "list": [.null, .bool(true), .bool(false), .number("-1.5e3"), [:], []]]
+        #expect(nested.serializedCount == nested.serialized().count)
+        #expect(value.serializedCount == value.serialized().count)
     }
 
     @Test("bad JSON is an error with an offset", arguments: [
