@@ -1,3 +1,8 @@
+#if canImport(Glibc)
+import Glibc
+#else
+import Darwin
+#endif
 import Gateway
 import HTTPTypes
 import Hummingbird
@@ -107,6 +112,7 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     let lane: FastLane
     private var state = State.idle
+    private var date = HTTPDate()
     private var queued = CircularBuffer<HTTPRequestPart>()
     private var readPending = false
     private var calls = 0
@@ -266,7 +272,7 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 return
             }
             answer.streaming = true
-            var head = HTTPResponse(status: .ok)
+            var head = responseHead(.ok)
             head.headerFields[.contentType] = "text/event-stream"
             head.headerFields[.cacheControl] = "no-cache, no-transform"
             context.write(wrapOutboundOut(.head(head)), promise: nil)
@@ -313,12 +319,21 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// A whole response with a JSON body.
     private func writeJSON(_ message: JSONRPCMessage, status: HTTPResponse.Status, context: ChannelHandlerContext) {
         let bytes = message.serialized()
-        var head = HTTPResponse(status: status)
+        var head = responseHead(status)
         head.headerFields[.contentType] = "application/json"
         head.headerFields[.contentLength] = String(bytes.count)
         context.write(wrapOutboundOut(.head(head)), promise: nil)
         context.write(wrapOutboundOut(.body(ByteBuffer(bytes: bytes))), promise: nil)
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+    }
+
+    /// A response head with what every response of the portal carries,
+    /// as Hummingbird writes them on the route: Date (RFC 9110 6.6.1) and Server.
+    private func responseHead(_ status: HTTPResponse.Status) -> HTTPResponse {
+        var head = HTTPResponse(status: status)
+        head.headerFields[.date] = date.now()
+        head.headerFields[.server] = PortalApplication.serverName
+        return head
     }
 
     private func complete(_ context: ChannelHandlerContext) {
@@ -389,5 +404,34 @@ extension HTTPServerBuilder {
     /// HTTP/1.1 with the fast lane in every connection.
     static func portal(_ lane: FastLane) -> HTTPServerBuilder {
         HTTPServerBuilder { responder in PortalHTTPChannel(responder: responder, lane: lane) }
+    }
+}
+
+/// The current time as an HTTP date, formatted again only when the second
+/// changes. One per connection: nothing shared on the request path.
+struct HTTPDate {
+    private var second = -1
+    private var text = ""
+
+    mutating func now() -> String {
+        var time = timespec()
+        clock_gettime(CLOCK_REALTIME, &time)
+        if time.tv_sec != second {
+            second = time.tv_sec
+            text = Self.format(second)
+        }
+        return text
+    }
+
+    /// `Thu, 03 Dec 2026 13:52:04 GMT` (IMF-fixdate).
+    static func format(_ seconds: Int) -> String {
+        var clock = time_t(seconds)
+        var parts = tm()
+        gmtime_r(&clock, &parts)
+        let days = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
+        let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+        func two(_ value: Int32) -> String { value < 10 ? "0\(value)" : "\(value)" }
+        return "\(days[Int(parts.tm_wday)]), \(two(parts.tm_mday)) \(months[Int(parts.tm_mon)]) \(1900 + Int(parts.tm_year)) "
+            + "\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec)) GMT"
     }
 }

@@ -15,6 +15,8 @@ import Synchronization
 /// Builds the whole portal from its configuration: store, upstream pool,
 /// gateway and HTTP routes. Tests build exactly what `serve` runs.
 public final class PortalApplication: Sendable {
+    /// The Server header of every response.
+    static let serverName = "mcp-portal"
     public let config: PortalConfig
     public let gateway: Gateway
     public let pool: UpstreamPool
@@ -95,7 +97,7 @@ public final class PortalApplication: Sendable {
         Application(
             router: router(),
             server: .portal(FastLane(endpoint: endpoint)),
-            configuration: .init(address: .hostname(config.listen.host, port: config.listen.port), serverName: "mcp-portal"),
+            configuration: .init(address: .hostname(config.listen.host, port: config.listen.port), serverName: Self.serverName),
             services: [PoolService(app: self), SessionSweeper(registry: registry, idle: .seconds(config.limits.sessionIdleSeconds)),
                        StreamCloser(registry: registry)],
             onServerRunning: onServerRunning,

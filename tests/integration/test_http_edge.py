@@ -3,6 +3,8 @@ right HTTP status and JSON-RPC error, and the session keeps working after."""
 
 from __future__ import annotations
 
+import datetime
+import email.utils
 import json
 
 import anyio
@@ -129,8 +131,9 @@ def _http_request(host: str, path: str, method: str = "GET", body: bytes = b"", 
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
-async def _read_responses(stream, count: int) -> list[tuple[int, bytes]]:
-    """Reads `count` HTTP/1.1 responses (Content-Length bodies) in order."""
+async def _read_responses(stream, count: int, heads: list[dict[str, str]] | None = None) -> list[tuple[int, bytes]]:
+    """Reads `count` HTTP/1.1 responses (Content-Length bodies) in order;
+    their header fields (lowercased names) go into `heads` when given."""
     buffer = b""
     out: list[tuple[int, bytes]] = []
     while len(out) < count:
@@ -140,6 +143,8 @@ async def _read_responses(stream, count: int) -> list[tuple[int, bytes]]:
         lines = head.decode().split("\r\n")
         status = int(lines[0].split()[1])
         length = next(int(l.split(":", 1)[1]) for l in lines[1:] if l.lower().startswith("content-length:"))
+        if heads is not None:
+            heads.append({l.split(":", 1)[0].lower(): l.split(":", 1)[1].strip() for l in lines[1:]})
         while len(buffer) < length:
             buffer += await stream.receive()
         out.append((status, buffer[:length]))
@@ -162,8 +167,15 @@ async def test_pipelined_requests_are_answered_in_order(main_portal):
         with anyio.fail_after(20):
             async with await anyio.connect_tcp(host, int(port)) as stream:
                 await stream.send(payload)
-                responses = await _read_responses(stream, 5)
+                heads: list[dict[str, str]] = []
+                responses = await _read_responses(stream, 5, heads)
     assert [status for status, _ in responses] == [200] * 5, responses
+    # Answered on the event loop or by the route, every response says when and who (RFC 9110 6.6.1, 10.2.4).
+    for head in heads:
+        assert head.get("server") == "mcp-portal", head
+        parsed = email.utils.parsedate_to_datetime(head["date"])
+        assert abs((parsed - datetime.datetime.now(datetime.timezone.utc)).total_seconds()) < 60, head
+        assert head["date"].endswith(" GMT"), head
     assert responses[1][1] == b"ok\n"
     for index, word in zip((0, 2, 4), words):
         message = json.loads(responses[index][1])
