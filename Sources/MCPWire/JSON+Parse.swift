@@ -186,7 +186,10 @@ struct JSONParser {
             index += 1
         }
         guard index < bytes.count else { throw error("unterminated string") }
-        var scratch = [UInt8](UnsafeRawBufferPointer(rebasing: bytes[start..<index]))
+        var scratch = [UInt8]()
+        // Room for the rest of a typical string: escapes only shorten it.
+        scratch.reserveCapacity(index - start + 256)
+        scratch.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[start..<index]))
         while index < bytes.count {
             let byte = bytes[index]
             switch byte {
@@ -234,8 +237,11 @@ struct JSONParser {
                 }
             default:
                 if byte < 0x20 { throw error("control character in string") }
-                scratch.append(byte)
+                // Plain bytes up to the next quote, escape or control: copied at once.
+                let run = index
                 index += 1
+                while index < bytes.count, bytes[index] != 0x22, bytes[index] != 0x5C, bytes[index] >= 0x20 { index += 1 }
+                scratch.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[run..<index]))
             }
         }
         throw error("unterminated string")
