@@ -7,12 +7,14 @@ import Darwin
 #endif
 import Synchronization
 
-/// Many patterns compiled for Hyperscan, scanned in two passes: the first
-/// runs every pattern at once without start-of-match tracking (several
-/// times faster), the second finds where each match starts by scanning a
-/// short window before its end with that pattern's own start-tracking
-/// database. Scratch space is per concurrent scan: a small pool hands it
-/// out, so scans on different threads never share one.
+/// Many patterns compiled for Hyperscan, scanned in two passes. The first
+/// finds candidates: Hyperscan runs every pattern (or its cheaper
+/// prefilter) at once without start-of-match tracking, and patterns made of
+/// digits (``DigitGate``) take their candidates from a SIMD pass over runs
+/// of digits instead. The second finds each match and where it starts by
+/// scanning a short window around each candidate with that pattern's own
+/// start-tracking database. Scratch space is per concurrent scan: a small
+/// pool hands it out, so scans on different threads never share one.
 public final class PatternSet: @unchecked Sendable {
     public struct Pattern: Sendable {
         public var expression: String
