@@ -39,10 +39,19 @@ public struct MessageScan: Sendable {
     /// Strings shorter than this hold nothing any detector finds.
     static let minimumLength = 6
 
+    /// Each detector's priority, for findings merged from separate scans.
+    let priorities: [String: Int]
+    /// How much of each edge of a string scanned where it lies is scanned
+    /// again in the buffer: the head behind its key (detectors that read
+    /// the key: `api_key`, "ssn"; a secret's value runs up to 1 KiB), the
+    /// tail before a terminator (patterns that read a byte past the value).
+    static let edgeBytes = 4096
+
     public init(scanner: Scanner, maxDepth: Int, chunkBytes: Int = 256 << 10) {
         self.scanner = scanner
         self.maxDepth = maxDepth
-        self.chunkBytes = chunkBytes
+        self.chunkBytes = max(chunkBytes, 2 * Self.edgeBytes) // a big string's edges do not meet
+        priorities = Dictionary(scanner.detectors.map { ($0.id, $0.priority) }, uniquingKeysWith: max)
     }
 
     public func findings(in json: JSON, path: String = "$") throws(Failure) -> [LocatedFinding] {
@@ -66,6 +75,8 @@ public struct MessageScan: Sendable {
         var end: Int
         var node: Int
         var base64: Bool
+        /// Where in its string the segment's bytes begin (a tail: not 0).
+        var offset = 0
     }
 
     /// The state of one message's walk. Paths are kept as parent links and
@@ -120,7 +131,8 @@ public struct MessageScan: Sendable {
             let count = text.utf8.count
             guard count >= MessageScan.minimumLength else { return }
             if count >= scan.chunkBytes {
-                // Too big to copy: scanned where it lies, on its own.
+                // Too big to copy: scanned where it lies, on its own, and its
+                // edges again in the buffer, in their context.
                 try flush()
                 let found: [Finding]
                 do {
@@ -130,8 +142,21 @@ public struct MessageScan: Sendable {
                 } catch {
                     throw .scanner("\(error)")
                 }
+                let edge = MessageScan.edgeBytes
+                let before = out.count
+                append(text.utf8.prefix(edge), key: key, node: node, base64: false)
+                append(text.utf8.suffix(edge), key: nil, node: node, base64: false, offset: count - edge)
+                try flush()
+                // What only the edges show: not cut off by the copy's end, and
+                // where it overlaps what the whole scan found, the higher
+                // priority keeps the bytes (as in one scan).
+                let edges = out[before...].map(\.finding).filter { $0.end < edge || ($0.start > count - edge && $0.start != count - edge) }
+                out.removeSubrange(before...)
+                let merged = Scanner.resolveOverlaps((found + edges).map { ($0, scan.priorities[$0.detector] ?? 0) })
                 let path = self.path(node)
-                out += found.map { LocatedFinding(finding: $0, path: path, base64: false) }
+                for finding in merged {
+                    out.append(LocatedFinding(finding: finding, path: path, base64: false))
+                }
             } else {
                 append(text.utf8, key: key, node: node, base64: false)
             }
@@ -142,7 +167,7 @@ public struct MessageScan: Sendable {
             if buffer.count >= scan.chunkBytes { try flush() }
         }
 
-        mutating func append(_ bytes: some Collection<UInt8>, key: String?, node: Int, base64: Bool) {
+        mutating func append(_ bytes: some Collection<UInt8>, key: String?, node: Int, base64: Bool, offset: Int = 0) {
             // A NUL between strings: no detector reads across it.
             buffer.append(0)
             if let key {
@@ -152,7 +177,7 @@ public struct MessageScan: Sendable {
             }
             let start = buffer.count
             buffer.append(contentsOf: bytes)
-            segments.append(Segment(start: start, end: buffer.count, node: node, base64: base64))
+            segments.append(Segment(start: start, end: buffer.count, node: node, base64: base64, offset: offset))
             buffer.append(0x22)
         }
 
@@ -182,8 +207,8 @@ public struct MessageScan: Sendable {
                 let segment = segments[index]
                 guard finding.start >= segment.start, finding.end <= segment.end else { continue }
                 var local = finding
-                local.start -= segment.start
-                local.end -= segment.start
+                local.start += segment.offset - segment.start
+                local.end += segment.offset - segment.start
                 if named != index {
                     // A string's findings share its path: written once.
                     named = index

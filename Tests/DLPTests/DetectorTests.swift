@@ -154,6 +154,29 @@ func detect(_ text: String) -> [String] {
         #expect(found == whole)
     }
 
+    /// A string too big to copy is scanned where it lies, and its edges in
+    /// their context: what the key says at its head, a secret that ends it.
+    @Test func bigStringsKeepTheirKeyAndTheirEnd() throws {
+        let scan = MessageScan(scanner: engine.scanner, maxDepth: 64, chunkBytes: 16 << 10)
+        let filler = String(repeating: "lorem ipsum 2024-03-15 ", count: 2_000)
+        let message: JSON = [
+            "api_key": .string("Zk3pQ9rT2vX8mN4bL7cW1yH6" + filler + " write to last@example.com"),
+            "ssn": .string("536904399 " + filler),
+            "env": .string(filler + "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"),
+            "mid": .string(filler + "card 4111 1111 1111 1111 and mail first@example.org " + filler),
+        ]
+        let found = try scan.findings(in: message)
+        let summary = found.map { "\($0.path) \($0.finding.detector)" }
+        #expect(summary.contains("$.api_key GENERIC_SECRET"))
+        #expect(summary.contains("$.api_key EMAIL"))
+        #expect(summary.contains("$.ssn US_SSN"))
+        #expect(summary.contains("$.env AWS_SECRET_KEY"))
+        #expect(summary.filter { $0.hasPrefix("$.mid") } == ["$.mid CREDIT_CARD", "$.mid EMAIL"])
+        // The same as one pass over each string copied whole.
+        let whole = try MessageScan(scanner: engine.scanner, maxDepth: 64, chunkBytes: 1 << 30).findings(in: message)
+        #expect(found == whole)
+    }
+
     /// A key block's END line is looked for in its own string only.
     @Test func privateKeyEndsInItsOwnString() throws {
         let message: JSON = ["a": "-----BEGIN RSA PRIVATE KEY-----\nMIIBOgIBAAJBAKj34GkxFhD90vcNLYLInFEX6Ppy1tPf9Cnzj4p4WGeKLs1Pt8Qu",
