@@ -8,8 +8,9 @@ extension PatternSet {
     /// costs Hyperscan about a nanosecond a byte); a run becomes a window,
     /// from `before` bytes before its first digit to `after` bytes after its
     /// last, when it has `minDigits` digits, `minDots` dots, two uppercase
-    /// letters before it if `lettersBefore`, and the `shape` of groups the pattern needs. Each
-    /// test is implied by the pattern: a gate narrows, it never loses a match.
+    /// letters before it if `lettersBefore`, and the `shape` of groups the
+    /// pattern needs. Each test is implied by the pattern (or by its
+    /// validator): a gate narrows, it never loses a finding.
     public struct DigitGate: Sendable {
         /// Groups of digits a match must hold, one after another.
         public enum Shape: Sendable {
