@@ -114,6 +114,10 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var state = State.idle
     private var date = HTTPDate()
     private var queued = CircularBuffer<HTTPRequestPart>()
+    /// An error read after the queued parts (a request that does not parse):
+    /// it reaches Hummingbird, which answers 400 and closes, only once the
+    /// requests before it are answered.
+    private var pendingError: (any Error)?
     private var readPending = false
     private var calls = 0
     /// The request Hummingbird has asked to close the connection: after its
@@ -138,6 +142,11 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         queued.append(unwrapInboundIn(data))
+        drain(context)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        pendingError = error
         drain(context)
     }
 
@@ -220,6 +229,19 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler {
             }
         }
         if fired { context.fireChannelReadComplete() }
+        if let error = pendingError, queued.isEmpty {
+            switch state {
+            case .answering, .passing(requestEnded: true):
+                break // after the answer in progress
+            case .closing:
+                pendingError = nil
+            case .idle, .collecting, .passing(requestEnded: false):
+                // A request cut short by the error is Hummingbird's to refuse.
+                if case .collecting = state { state = .idle }
+                pendingError = nil
+                context.fireErrorCaught(error)
+            }
+        }
         if readPending, canTakeInput, queued.isEmpty {
             readPending = false
             context.read()

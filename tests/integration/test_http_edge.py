@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 import email.utils
 import json
+import re
 
 import anyio
 import pytest
@@ -223,3 +224,29 @@ async def test_nothing_is_answered_after_a_request_that_closes(main_portal):
     assert received.count(b"HTTP/1.1 ") == 1, received
     assert received.endswith(b"ok\n"), received
     assert not [r for r in main_portal.audit(kind="call") if r.get("argument_bytes") and word in json.dumps(r)]
+
+
+async def test_a_request_that_does_not_parse_is_refused_after_those_before_it(main_portal):
+    """Garbage pipelined behind a call answered on the event loop and a
+    request for the router: both are answered, in order, then the 400 that
+    closes the connection. A call that ran is never left without its answer."""
+    async with raw_session(main_portal.url()) as raw:
+        host, port = main_portal.base_url.removeprefix("http://").split(":")
+        word = unique("before-garbage")
+        call = _http_request(host, "/mcp", "POST", json.dumps(body_of(
+            id=51, method="tools/call", params={"name": "echo2", "arguments": {"text": word}})).encode(), raw.headers())
+        listing = _http_request(host, "/mcp", "POST", json.dumps(body_of(id=52, method="tools/list")).encode(), raw.headers())
+        payload = call + listing + b"GARBAGE \x01\x02 NOT HTTP\r\n\r\n"
+        with anyio.fail_after(20):
+            async with await anyio.connect_tcp(host, int(port)) as stream:
+                await stream.send(payload)
+                received = b""
+                try:
+                    while True:
+                        received += await stream.receive()
+                except (anyio.EndOfStream, anyio.BrokenResourceError):
+                    pass
+    statuses = [int(code) for code in re.findall(rb"HTTP/1\.1 (\d{3}) ", received)]
+    assert statuses == [200, 200, 400], received
+    first = received.index(word.encode())
+    assert first < received.index(b'"tools"') < received.index(b"HTTP/1.1 400"), received
