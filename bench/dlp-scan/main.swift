@@ -182,7 +182,7 @@ case ("accuracy", 2):
     accuracy(arguments[1])
 case ("patterns", _) where arguments.count >= 2:
     patterns(arguments[1], trying: Array(arguments.dropFirst(2)))
-case ("throughput", 2), ("throughput", 4) where arguments[2] == "--seconds":
+case ("throughput", let count) where count == 2 || (count == 4 && arguments[2] == "--seconds"):
     let seconds = arguments.count == 4 ? Double(arguments[3]) ?? 0 : 10
     guard seconds > 0 else { fail("--seconds takes a positive number") }
     throughput(arguments[1], seconds: seconds)
