@@ -78,6 +78,8 @@ public struct ExecutionReport: Sendable {
     public var message: String?
     public var logs: [Log] = []
     public var calls = 0
+    /// The most tool calls in flight at once (at most `codemode.concurrency`).
+    public var peakCalls = 0
     public var truncated = false
     public var durationMicros: Int64 = 0
     public var cpuMicros: Int64 = 0

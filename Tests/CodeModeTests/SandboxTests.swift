@@ -167,21 +167,23 @@ func run(_ code: String, mode: ExecutionRequest.Mode = .execute, host: FakeHost 
 
     @Test func parallelCallsRespectTheCap() async {
         let engine = CodeModeEngine(settings: settings { $0.concurrency = 3; $0.timeoutSeconds = 10 })
-        // The first calls wait until three are running at once (a cap below
-        // three never gets there: the execution times out). Each call then
-        // takes 20 ms, a tool's latency, so a cap above three would let
-        // more of the ten in at once.
+        // The ten calls are made in one synchronous loop, so the cap decides
+        // at once which start and which queue: the sandbox's own count of
+        // calls in flight says how many it let go. The tool holds the calls
+        // until three are running at once (a cap below three never gets
+        // there: the execution times out), so the host sees three together.
         let gate = Gate()
         let arrived = Mutex(0)
         let host = FakeHost { _, _ in
             if arrived.withLock({ $0 += 1; return $0 }) == 3 { gate.open() }
             await gate.wait()
-            try? await Task.sleep(for: .milliseconds(20))
             return .result(["content": [["type": "text", "text": "[1,2]"]]])
         }
         let report = await run("return (await Promise.all(Array.from({length: 10}, () => codemode.slow_wait({})))).length", host: host, engine: engine)
         #expect(report.value == .number("10"), "\(report.message ?? "")")
+        #expect(report.peakCalls == 3)
         #expect(host.running.withLock { $0.peak } == 3)
+        #expect(report.calls == 10)
     }
 
     @Test func callLimit() async {

@@ -75,6 +75,7 @@ final class SandboxWorker: @unchecked Sendable {
         var calls = 0
         var nextCall = 0
         var active = 0
+        var peakActive = 0
         var queued: [Int] = []
         var pending: [Int: PendingCall] = [:]
         var form = CodeSource.Form.expression
@@ -185,6 +186,7 @@ final class SandboxWorker: @unchecked Sendable {
     private func report(_ run: RunState) -> ExecutionReport {
         var report = ExecutionReport()
         report.calls = run.calls
+        report.peakCalls = run.peakActive
         report.durationMicros = Int64(Date().timeIntervalSince(run.started) * 1_000_000)
         report.cpuMicros = Int64((Self.threadCPU() - run.cpuStart) * 1_000_000)
         report.logs = run.logs
@@ -453,6 +455,7 @@ final class SandboxWorker: @unchecked Sendable {
     private func start(_ call: Int, _ run: RunState) {
         guard let pending = run.pending[call] else { return }
         run.active += 1
+        run.peakActive = max(run.peakActive, run.active)
         let host = run.request.host
         let executionID = run.request.id
         let serial = run.serial
