@@ -132,6 +132,16 @@ def _http_request(host: str, path: str, method: str = "GET", body: bytes = b"", 
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
+async def _read_until_closed(stream) -> bytes:
+    """Everything the portal writes until it closes the connection."""
+    received = b""
+    try:
+        while True:
+            received += await stream.receive()
+    except (anyio.EndOfStream, anyio.BrokenResourceError):
+        return received
+
+
 async def _read_responses(stream, count: int, heads: list[dict[str, str]] | None = None) -> list[tuple[int, bytes]]:
     """Reads `count` HTTP/1.1 responses (Content-Length bodies) in order;
     their header fields (lowercased names) go into `heads` when given."""
@@ -215,12 +225,7 @@ async def test_nothing_is_answered_after_a_request_that_closes(main_portal):
         with anyio.fail_after(20):
             async with await anyio.connect_tcp(host, int(port)) as stream:
                 await stream.send(payload)
-                received = b""
-                try:
-                    while True:
-                        received += await stream.receive()
-                except (anyio.EndOfStream, anyio.BrokenResourceError):
-                    pass
+                received = await _read_until_closed(stream)
     assert received.count(b"HTTP/1.1 ") == 1, received
     assert received.endswith(b"ok\n"), received
     assert not [r for r in main_portal.audit(kind="call") if r.get("argument_bytes") and word in json.dumps(r)]
@@ -240,12 +245,7 @@ async def test_a_request_that_does_not_parse_is_refused_after_those_before_it(ma
         with anyio.fail_after(20):
             async with await anyio.connect_tcp(host, int(port)) as stream:
                 await stream.send(payload)
-                received = b""
-                try:
-                    while True:
-                        received += await stream.receive()
-                except (anyio.EndOfStream, anyio.BrokenResourceError):
-                    pass
+                received = await _read_until_closed(stream)
     statuses = [int(code) for code in re.findall(rb"HTTP/1\.1 (\d{3}) ", received)]
     assert statuses == [200, 200, 400], received
     first = received.index(word.encode())
