@@ -133,11 +133,11 @@ extension Detector {
            contextWindow: 48, contextWordsAfter: ["office", "fax", "mobile", "cell", "phone"], contextWindowAfter: 12,
            isolated: true, priority: 19),
         Detector(id: "CREDIT_CARD", category: .pii, patterns: [
-            p(#"\b[0-9](?:[ \-]?[0-9]){11,18}\b"#).gate(.init(minDigits: 12, shape: .chained(digits: 12, by: .spaceOrDash, fromFirst: false), before: 1, after: 1)),
+            p(#"\b[0-9](?:[ \-]?[0-9]){11,18}\b"#).gate(.init(minDigits: 12, shape: .chained(digits: 12), before: 1, after: 1)),
         ], validator: .creditCard, priority: 90),
         Detector(id: "IBAN", category: .pii, patterns: [
             p(#"\b[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11,30}\b"#).within(.init(0x30...0x39, 0x41...0x5A, and: " "))
-              .gate(.init(minDigits: 2, lettersBefore: true, shape: .iban, before: 3, after: 50)),
+              .gate(.init(minDigits: 2, shape: .iban, before: 3, after: 50)),
         ], validator: .iban, priority: 90),
         Detector(id: "US_SSN", category: .pii, patterns: [
             p(#"\b[0-9]{3}-[0-9]{2}-[0-9]{4}\b"#).gate(.init(minDigits: 9, shape: .ssn(separators: .init(0x2D...0x2D)), before: 1, after: 1)),
@@ -148,7 +148,7 @@ extension Detector {
             p(#"\b[0-9]{9}\b"#, prefilter: #"(?:ssn|social sec|ss ?#)"#, prefilterCaseless: true, before: 10, after: 80).digits(9),
         ], validator: .usSSN, contextWords: ["ssn", "social security", "social sec", "ss#", "ss #"], priority: 70),
         Detector(id: "UK_NINO", category: .pii, patterns: [
-            p(#"\b[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?[0-9]{2} ?[0-9]{2} ?[0-9]{2} ?[A-D]\b"#).gate(.init(minDigits: 6, lettersBefore: true, shape: .nino, before: 4, after: 3)),
+            p(#"\b[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?[0-9]{2} ?[0-9]{2} ?[0-9]{2} ?[A-D]\b"#).gate(.init(minDigits: 6, shape: .nino, before: 4, after: 3)),
         ], validator: .ukNINO, priority: 70),
         Detector(id: "IP_ADDRESS", category: .pii, patterns: [
             p(#"\b(?:[0-9]{1,3}\.){3}[0-9]{1,3}\b"#).gate(.init(minDigits: 4, minDots: 3, shape: .dottedQuad, before: 1, after: 1)),

@@ -7,21 +7,19 @@ extension PatternSet {
     /// without digits cost almost nothing, where a regex over digit classes
     /// costs Hyperscan about a nanosecond a byte); a run becomes a window,
     /// from `before` bytes before its first digit to `after` bytes after its
-    /// last, when it has `minDigits` digits, `minDots` dots, two uppercase
-    /// letters before it if `lettersBefore`, and the `shape` of groups the
-    /// pattern needs. Each test is implied by the pattern (or by its
+    /// last, when it has `minDigits` digits, `minDots` dots, and the
+    /// `shape` the pattern needs. Each test is implied by the pattern (or by its
     /// validator): a gate narrows, it never loses a finding.
     public struct DigitGate: Sendable {
         /// Groups of digits a match must hold, one after another.
         public enum Shape: Sendable {
-            case any
             /// Some group of 3, one of `separators`, a group of 4 (555-1234).
             case threeThenFour(separators: PatternSet.ByteClass)
             /// A group of 3-6 digits opening with `0[1-9]`, a space or `-`,
             /// and a group of 3-8 (a national number with its trunk zero).
             case trunkZero
             /// Groups joined by single spaces or dashes, `digits` in all.
-            case chained(digits: Int, by: PatternSet.ByteClass, fromFirst: Bool)
+            case chained(digits: Int)
             /// Groups of 3, 2 and 4 joined by the same one of `separators`.
             case ssn(separators: PatternSet.ByteClass)
             /// Four groups of 1-3 joined by dots.
@@ -32,30 +30,39 @@ extension PatternSet {
             /// An IBAN: a country code right before the check digits, and
             /// at least 15 letters and digits.
             case iban
+
+            /// Whether the run opens after two uppercase letters.
+            var needsLetters: Bool {
+                switch self {
+                case .nino, .iban: true
+                default: false
+                }
+            }
         }
 
         public var minDigits: Int
         /// Dots from the first digit on (those of an address).
         public var minDots: Int
-        public var lettersBefore: Bool
         public var shape: Shape
         public var before: Int
         public var after: Int
 
-        public init(minDigits: Int, minDots: Int = 0, lettersBefore: Bool = false, shape: Shape = .any, before: Int, after: Int) {
+        public init(minDigits: Int, minDots: Int = 0, shape: Shape, before: Int, after: Int) {
             self.minDigits = minDigits
             self.minDots = minDots
-            self.lettersBefore = lettersBefore
             self.shape = shape
             self.before = before
             self.after = after
         }
 
-        func admits(_ run: digit_run, groups: DigitGroups) -> Bool {
-            guard Int(run.digits) >= minDigits, Int(run.dots) >= minDots, !lettersBefore || run.letters_before == 2 else { return false }
+        /// The counts the C pass gives: a run failing them is not looked at closer.
+        func counts(_ run: digit_run) -> Bool {
+            Int(run.digits) >= minDigits && Int(run.dots) >= minDots && (!shape.needsLetters || run.letters_before == 2)
+        }
+
+        /// The shape, from the run's groups (filled for this run).
+        func fits(_ run: digit_run, groups: DigitGroups) -> Bool {
             switch shape {
-            case .any:
-                return true
             case .threeThenFour(let separators):
                 return groups.any(2) { g in g.length(0) == 3 && g.joined(0, by: separators) && g.length(1) == 4 }
             case .trunkZero:
@@ -63,15 +70,12 @@ extension PatternSet {
                     (3...6).contains(g.length(0)) && g.byte(0, 0) == 0x30 && g.byte(0, 1) != 0x30
                         && g.joined(0, by: .spaceOrDash) && (3...8).contains(g.length(1))
                 }
-            case .chained(let digits, let separators, let fromFirst):
+            case .chained(let digits):
                 var total = 0
                 for index in 0..<groups.count {
                     total += groups.length(at: index)
                     if total >= digits { return true }
-                    if !groups.joined(at: index, by: separators) {
-                        if fromFirst { return false }
-                        total = 0
-                    }
+                    if !groups.joined(at: index, by: .spaceOrDash) { total = 0 }
                 }
                 return false
             case .ssn(let separators):
@@ -118,7 +122,7 @@ extension PatternSet.DigitGate {
         var index = start, digits = 0
         while digits < 6 {
             guard index < bytes.count else { return false }
-            if bytes[index] &- 0x30 < 10 {
+            if Validator.isDigit(bytes[index]) {
                 digits += 1
                 index += 1
             } else if bytes[index] == 0x20, digits % 2 == 0, bytes[index - 1] != 0x20 {
@@ -139,7 +143,7 @@ extension PatternSet.DigitGate {
         var index = start, count = 2
         while index < bytes.count, count < 15 {
             let byte = bytes[index]
-            if byte &- 0x30 < 10 || isUpper(byte) {
+            if Validator.isDigit(byte) || isUpper(byte) {
                 count += 1
             } else if byte != 0x20 || bytes[index - 1] == 0x20 {
                 break
@@ -167,9 +171,9 @@ extension PatternSet {
             var index = Int(run.start)
             let end = Int(run.end)
             while index < end {
-                while index < end, bytes[index] &- 0x30 >= 10 { index += 1 }
+                while index < end, !Validator.isDigit(bytes[index]) { index += 1 }
                 let start = index
-                while index < end, bytes[index] &- 0x30 < 10 { index += 1 }
+                while index < end, Validator.isDigit(bytes[index]) { index += 1 }
                 if index > start {
                     starts.append(start)
                     lengths.append(index - start)

@@ -172,7 +172,7 @@ public final class PatternSet: @unchecked Sendable {
         minDigits = patterns.map(\.minDigits)
         gated = patterns.enumerated().compactMap { index, pattern in pattern.digitGate.map { (index, $0) } }
         // The runs any gate may take: enough digits, dots or letters before.
-        gatedMinDigits = UInt32(gated.map { $0.gate.lettersBefore || $0.gate.minDots > 0 ? Int(UInt32.max) : $0.gate.minDigits }.min() ?? 0)
+        gatedMinDigits = UInt32(gated.map { $0.gate.shape.needsLetters || $0.gate.minDots > 0 ? Int(UInt32.max) : $0.gate.minDigits }.min() ?? 0)
         gatedMinDots = UInt32(gated.map { $0.gate.minDots > 0 ? $0.gate.minDots : Int(UInt32.max) }.min() ?? 0)
         let caseless = UInt32(HS_FLAG_CASELESS)
         let first = patterns.indices.filter { patterns[$0].digitGate == nil }
@@ -323,15 +323,21 @@ public final class PatternSet: @unchecked Sendable {
         func add(_ run: digit_run) {
             guard !collector.overflowed else { return }
             let core = Int(run.start)..<Int(run.end)
-            groups.fill(run, in: collector.bytes)
-            for (pattern, gate) in gated where gate.admits(run, groups: groups) {
-                _ = collector.add(pattern: pattern, around: core, before: gate.before, after: gate.after)
+            var filled = false
+            for (pattern, gate) in gated where gate.counts(run) {
+                if !filled {
+                    groups.fill(run, in: collector.bytes)
+                    filled = true
+                }
+                if gate.fits(run, groups: groups) {
+                    _ = collector.add(pattern: pattern, around: core, before: gate.before, after: gate.after)
+                }
             }
         }
     }
 
     private final class WindowMatches {
-        @exclusivity(unchecked) var found: [(pattern: Int, start: Int, end: Int)] = []
+        @exclusivity(unchecked) var found: [(start: Int, end: Int)] = []
         @exclusivity(unchecked) var overflowed = false
         static let limit = 1 << 20
     }
@@ -379,13 +385,13 @@ public final class PatternSet: @unchecked Sendable {
             var from = windowFrom, to = windowTo
             while true {
                 window.found.removeAll(keepingCapacity: true)
-                let status = hs_scan(confirm[pattern], base + from, UInt32(to - from), 0, scratch.pointer, { id, start, end, _, context in
+                let status = hs_scan(confirm[pattern], base + from, UInt32(to - from), 0, scratch.pointer, { _, start, end, _, context in
                     let window = Unmanaged<WindowMatches>.fromOpaque(context!).takeUnretainedValue()
                     guard window.found.count < WindowMatches.limit else {
                         window.overflowed = true
                         return 1
                     }
-                    window.found.append((Int(id), Int(start), Int(end)))
+                    window.found.append((Int(start), Int(end)))
                     return 0
                 }, context)
                 if window.overflowed { throw ScanError(code: Self.tooManyCandidates) }
@@ -398,8 +404,8 @@ public final class PatternSet: @unchecked Sendable {
                 if cutBefore { from = max(0, from - max(64, to - from)) }
                 if cutAfter { to = min(bytes.count, to + max(64, to - from)) }
             }
-            for (id, start, end) in window.found {
-                matches.append(Match(pattern: id, start: from + start, end: from + end))
+            for (start, end) in window.found {
+                matches.append(Match(pattern: pattern, start: from + start, end: from + end))
             }
         }
         return matches

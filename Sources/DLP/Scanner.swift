@@ -158,11 +158,7 @@ public final class Scanner: Sendable {
 
     /// What a secret's value may hold: letters, digits and the symbols a
     /// generated password uses; not spaces, quotes, commas or semicolons.
-    static let valueBytes: PatternSet.ByteClass = {
-        var bytes = PatternSet.ByteClass(0x30...0x39, 0x41...0x5A, 0x61...0x7A)
-        for byte in "_-+/=.~!@#$%^&*()[]{}|<>?".utf8 { bytes.insert(byte) }
-        return bytes
-    }()
+    static let valueBytes = PatternSet.ByteClass(0x30...0x39, 0x41...0x5A, 0x61...0x7A, and: "_-+/=.~!@#$%^&*()[]{}|<>?")
 
     static func isValueByte(_ byte: UInt8) -> Bool { valueBytes.contains(byte) }
 
