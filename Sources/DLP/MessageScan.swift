@@ -150,7 +150,7 @@ public struct MessageScan: Sendable {
                 // What only the edges show: not cut off by the copy's end, and
                 // where it overlaps what the whole scan found, the higher
                 // priority keeps the bytes (as in one scan).
-                let edges = out[before...].map(\.finding).filter { $0.end < edge || ($0.start > count - edge && $0.start != count - edge) }
+                let edges = out[before...].map(\.finding).filter { $0.end < edge || $0.start > count - edge }
                 out.removeSubrange(before...)
                 let merged = Scanner.resolveOverlaps((found + edges).map { ($0, scan.priorities[$0.detector] ?? 0) })
                 let path = self.path(node)

@@ -199,3 +199,14 @@ struct OriginTests {
         #expect(!policy.allows("https://evil.example"))
     }
 }
+
+@Suite struct HTTPDates {
+    @Test(arguments: [
+        (0, "Thu, 01 Jan 1970 00:00:00 GMT"),
+        (784_111_777, "Sun, 06 Nov 1994 08:49:37 GMT"), // RFC 9110's example
+        (1_796_304_724, "Thu, 03 Dec 2026 13:32:04 GMT"),
+    ])
+    func imfFixdate(_ seconds: Int, _ text: String) {
+        #expect(HTTPDate.format(seconds) == text)
+    }
+}
