@@ -142,6 +142,7 @@ let package = Package(
         .testTarget(name: "PortalCoreTests", dependencies: ["PortalCore"]),
         .testTarget(name: "DLPTests", dependencies: ["DLP", "MCPWire", "PortalCore"]),
         .testTarget(name: "CodeModeTests", dependencies: ["CodeMode", "MCPWire", "PortalCore"]),
+        .testTarget(name: "UpstreamTests", dependencies: ["Upstream", .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(name: "GatewayTests", dependencies: ["Gateway", "PortalCore", "MCPWire", "Upstream", "DemoServers", "Storage"]),
         .testTarget(
             name: "HTTPEdgeTests",

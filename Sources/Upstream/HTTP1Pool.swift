@@ -21,12 +21,75 @@ final class HTTP1Pool: Sendable {
         var description: String
     }
 
+    /// A request as it goes on the wire, head and body in one buffer, written
+    /// in one go. (NIO's request encoder, its header validator and the
+    /// decoder's write observation cost more per call than the rest of this
+    /// hop; the pool writes bytes its caller built with ``RequestHead``.)
+    struct Request: Sendable {
+        var method: HTTPMethod
+        var bytes: ByteBuffer
+    }
+
+    /// The part of a request head that stays the same from call to call
+    /// (request line, Host, configured fields), serialized and checked once.
+    struct RequestHead: Sendable {
+        let method: HTTPMethod
+        private let prefix: ByteBuffer
+
+        /// Nil when a field could break the message's framing: a name that
+        /// is not a token, or a value with CR, LF, NUL or another control
+        /// character (RFC 9110 5.1, 5.5).
+        init?(method: HTTPMethod, uri: String, fields: [(name: String, value: String)]) {
+            guard !uri.utf8.contains(where: { $0 <= 0x20 || $0 == 0x7F }) else { return nil }
+            var prefix = ByteBuffer()
+            prefix.writeString("\(method.rawValue) \(uri) HTTP/1.1\r\n")
+            for field in fields {
+                guard Self.write(field.name, field.value, to: &prefix) else { return nil }
+            }
+            self.method = method
+            self.prefix = prefix
+        }
+
+        /// The whole request: the fixed head, `fields` (a nil value is left
+        /// out), Content-Length and the body. Nil when a field is unsafe.
+        func request(adding fields: [(name: String, value: String?)], body: [UInt8]) -> Request? {
+            var bytes = ByteBuffer()
+            bytes.reserveCapacity(prefix.readableBytes + 128 + body.count)
+            bytes.writeImmutableBuffer(prefix)
+            for field in fields {
+                guard let value = field.value else { continue }
+                guard Self.write(field.name, value, to: &bytes) else { return nil }
+            }
+            bytes.writeString("Content-Length: \(body.count)\r\n\r\n")
+            bytes.writeBytes(body)
+            return Request(method: method, bytes: bytes)
+        }
+
+        private static func write(_ name: String, _ value: String, to buffer: inout ByteBuffer) -> Bool {
+            guard !name.isEmpty, name.utf8.allSatisfy(isTokenByte),
+                  value.utf8.allSatisfy({ $0 >= 0x20 && $0 != 0x7F || $0 == 0x09 }) else { return false }
+            buffer.writeString(name)
+            buffer.writeStaticString(": ")
+            buffer.writeString(value)
+            buffer.writeStaticString("\r\n")
+            return true
+        }
+
+        /// tchar (RFC 9110 5.6.2).
+        private static func isTokenByte(_ byte: UInt8) -> Bool {
+            switch byte {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"): true
+            default: "!#$%&'*+-.^_`|~".utf8.contains(byte)
+            }
+        }
+    }
+
     let host: String
     let port: Int
     let group: any EventLoopGroup
     /// Kept-alive connections by event loop: a caller on a loop gets one of
     /// that loop's, so the call and its answer never leave the thread.
-    private let idle = Mutex<[ObjectIdentifier: [any Channel]]>([:])
+    private let idle = Mutex<[ObjectIdentifier: [Connection]]>([:])
     static let maxIdle = 64
     /// The largest plain answer kept in memory (as on the AsyncHTTPClient path).
     static let maxBody = 64 << 20
@@ -40,9 +103,9 @@ final class HTTP1Pool: Sendable {
     typealias Completion = @Sendable (Result<Answer, any Error>) -> Void
 
     /// Sends one request and waits for its answer.
-    func execute(_ head: HTTPRequestHead, body: ByteBuffer, timeout: TimeAmount) async throws -> Answer {
+    func execute(_ request: Request, timeout: TimeAmount) async throws -> Answer {
         try await withCheckedThrowingContinuation { continuation in
-            start(head, body: body, timeout: timeout) { continuation.resume(with: $0) }
+            start(request, timeout: timeout) { continuation.resume(with: $0) }
         }
     }
 
@@ -50,27 +113,27 @@ final class HTTP1Pool: Sendable {
     /// loop, with the answer. No task or executor hop on the way. A request
     /// that fails on a reused connection before it was written (the server
     /// had closed it) is sent once more on a new one.
-    func start(_ head: HTTPRequestHead, body: ByteBuffer, timeout: TimeAmount, completion: @escaping Completion) {
-        guard let channel = takeIdle() else {
-            startFresh(head, body: body, timeout: timeout, completion: completion)
+    func start(_ request: Request, timeout: TimeAmount, completion: @escaping Completion) {
+        guard let connection = takeIdle() else {
+            startFresh(request, timeout: timeout, completion: completion)
             return
         }
-        send(head, body: body, on: channel, timeout: timeout) { result in
+        send(request, on: connection, timeout: timeout) { result in
             if case .failure(let error) = result, error is StaleConnection {
-                self.startFresh(head, body: body, timeout: timeout, completion: completion)
+                self.startFresh(request, timeout: timeout, completion: completion)
             } else {
                 completion(result)
             }
         }
     }
 
-    private func startFresh(_ head: HTTPRequestHead, body: ByteBuffer, timeout: TimeAmount, completion: @escaping Completion) {
+    private func startFresh(_ request: Request, timeout: TimeAmount, completion: @escaping Completion) {
         connect(timeout: timeout).whenComplete { connected in
             switch connected {
             case .failure(let error):
                 completion(.failure(PoolError(description: "cannot connect to \(self.host):\(self.port): \(error)")))
-            case .success(let channel):
-                self.send(head, body: body, on: channel, timeout: timeout) { result in
+            case .success(let connection):
+                self.send(request, on: connection, timeout: timeout) { result in
                     if case .failure(let error) = result, error is StaleConnection {
                         completion(.failure(PoolError(description: "connection to \(self.host):\(self.port) closed before an answer")))
                     } else {
@@ -82,68 +145,86 @@ final class HTTP1Pool: Sendable {
     }
 
     func close() {
-        for channel in idle.withLock({ pool in defer { pool = [:] }; return pool.values.flatMap { $0 } }) { channel.close(promise: nil) }
+        for connection in idle.withLock({ pool in defer { pool = [:] }; return pool.values.flatMap { $0 } }) { connection.channel.close(promise: nil) }
     }
 
     /// The event loop the caller runs on, if it runs on one.
     private var callerLoop: (any EventLoop)? { MultiThreadedEventLoopGroup.currentEventLoop }
 
-    private func takeIdle() -> (any Channel)? {
+    private func takeIdle() -> Connection? {
         let preferred = callerLoop.map { ObjectIdentifier($0) }
         return idle.withLock { pool in
             for key in [preferred].compactMap({ $0 }) + Array(pool.keys) {
-                while let channel = pool[key]?.popLast() {
-                    if channel.isActive { return channel }
+                while let connection = pool[key]?.popLast() {
+                    if connection.channel.isActive { return connection }
                 }
             }
             return nil
         }
     }
 
-    fileprivate func release(_ channel: any Channel) {
-        let key = ObjectIdentifier(channel.eventLoop)
+    fileprivate func release(_ connection: Connection) {
+        let key = ObjectIdentifier(connection.channel.eventLoop)
         let kept = idle.withLock { pool -> Bool in
-            guard channel.isActive, pool[key, default: []].count < Self.maxIdle else { return false }
-            pool[key, default: []].append(channel)
+            guard connection.channel.isActive, pool[key, default: []].count < Self.maxIdle else { return false }
+            pool[key, default: []].append(connection)
             return true
         }
-        if !kept { channel.close(promise: nil) }
+        if !kept { connection.channel.close(promise: nil) }
     }
 
-    private func connect(timeout: TimeAmount) -> EventLoopFuture<any Channel> {
+    /// A kept-alive connection and the handler that runs its exchanges.
+    struct Connection: Sendable {
+        let channel: any Channel
+        let handler: AnswerHandler
+    }
+
+    private func connect(timeout: TimeAmount) -> EventLoopFuture<Connection> {
         let bootstrap = ClientBootstrap(group: callerLoop ?? group.next())
             .connectTimeout(min(timeout, .seconds(10)))
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
-                    try channel.pipeline.syncOperations.addHandler(AnswerHandler())
+                    // Requests are written as bytes from the head of the
+                    // pipeline; the decoder is told each request's method
+                    // directly (it needs it to frame the answer).
+                    let writer = RequestWriter()
+                    let decoder = HTTPResponseDecoder(leftOverBytesStrategy: .dropBytes)
+                    try channel.pipeline.syncOperations.addHandler(writer)
+                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(decoder))
+                    try channel.pipeline.syncOperations.addHandler(AnswerHandler(writer: writer, decoder: decoder))
                 }
             }
-        return bootstrap.connect(host: host, port: port)
+        return bootstrap.connect(host: host, port: port).flatMapThrowing { channel in
+            Connection(channel: channel, handler: try channel.pipeline.syncOperations.handler(type: AnswerHandler.self))
+        }
     }
 
     struct StaleConnection: Error {}
 
-    private func send(_ head: HTTPRequestHead, body: ByteBuffer, on channel: any Channel, timeout: TimeAmount, completion: @escaping Completion) {
-        do {
-            let exchange = Exchange(pool: self, channel: channel, completion: completion)
-            channel.eventLoop.executeHere {
-                guard let handler = try? channel.pipeline.syncOperations.handler(type: AnswerHandler.self) else {
-                    exchange.fail(StaleConnection())
-                    return
-                }
-                handler.start(exchange, timeout: timeout)
-                channel.write(HTTPClientRequestPart.head(head), promise: nil)
-                channel.write(HTTPClientRequestPart.body(.byteBuffer(body)), promise: nil)
-                channel.writeAndFlush(HTTPClientRequestPart.end(nil)).whenComplete { result in
-                    switch result {
-                    case .success: exchange.written = true
-                    case .failure: handler.failCurrent(StaleConnection())
-                    }
-                }
-            }
+    private func send(_ request: Request, on connection: Connection, timeout: TimeAmount, completion: @escaping Completion) {
+        let exchange = Exchange(pool: self, connection: connection, completion: completion)
+        connection.channel.eventLoop.executeHere {
+            connection.handler.send(request, exchange: exchange, timeout: timeout)
         }
+    }
+}
+
+/// The head of a pool connection's pipeline: request bytes go out from here,
+/// past the response decoder (which only watches request parts).
+final class RequestWriter: ChannelOutboundHandler, @unchecked Sendable {
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+    private var context: ChannelHandlerContext?
+
+    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+
+    /// Writes and flushes `bytes`; false when the handler has left the pipeline.
+    func write(_ bytes: ByteBuffer, promise: EventLoopPromise<Void>) -> Bool {
+        guard let context else { return false }
+        context.writeAndFlush(wrapOutboundOut(bytes), promise: promise)
+        return true
     }
 }
 
@@ -151,7 +232,8 @@ final class HTTP1Pool: Sendable {
 /// connection's event loop.
 final class Exchange: @unchecked Sendable {
     let pool: HTTP1Pool
-    let channel: any Channel
+    let connection: HTTP1Pool.Connection
+    var channel: any Channel { connection.channel }
     private var completion: HTTP1Pool.Completion?
     var head: HTTPResponseHead?
     var body: ByteBuffer?
@@ -161,9 +243,9 @@ final class Exchange: @unchecked Sendable {
     var written = false
     var timer: Scheduled<Void>?
 
-    init(pool: HTTP1Pool, channel: any Channel, completion: @escaping HTTP1Pool.Completion) {
+    init(pool: HTTP1Pool, connection: HTTP1Pool.Connection, completion: @escaping HTTP1Pool.Completion) {
         self.pool = pool
-        self.channel = channel
+        self.connection = connection
         self.completion = completion
     }
 
@@ -188,12 +270,38 @@ final class AnswerHandler: ChannelInboundHandler, @unchecked Sendable {
     typealias InboundIn = HTTPClientResponsePart
     private var current: Exchange?
     private var keepAlive = true
+    private let writer: RequestWriter
+    private let decoder: HTTPResponseDecoder
 
-    func start(_ exchange: Exchange, timeout: TimeAmount) {
+    init(writer: RequestWriter, decoder: HTTPResponseDecoder) {
+        self.writer = writer
+        self.decoder = decoder
+    }
+
+    /// What the decoder is told of a POST (it reads only the method).
+    private static let postHead = HTTPRequestHead(version: .http1_1, method: .POST, uri: "/")
+
+    /// Starts `exchange`: writes the request and waits for its answer. On the
+    /// connection's event loop.
+    func send(_ request: HTTP1Pool.Request, exchange: Exchange, timeout: TimeAmount) {
+        let loop = exchange.channel.eventLoop
+        let written = loop.makePromise(of: Void.self)
+        guard current == nil, writer.write(request.bytes, promise: written) else {
+            written.fail(HTTP1Pool.StaleConnection())
+            exchange.fail(HTTP1Pool.StaleConnection())
+            return
+        }
         current = exchange
-        exchange.timer = exchange.channel.eventLoop.scheduleTask(in: timeout) { [weak self] in
+        decoder.write(data: .head(request.method == .POST ? Self.postHead : HTTPRequestHead(version: .http1_1, method: request.method, uri: "/")))
+        exchange.timer = loop.scheduleTask(in: timeout) { [weak self] in
             self?.failCurrent(HTTP1Pool.PoolError(description: "no answer within \(timeout)"))
             exchange.channel.close(promise: nil)
+        }
+        written.futureResult.whenComplete { result in
+            switch result {
+            case .success: exchange.written = true
+            case .failure: self.failCurrent(HTTP1Pool.StaleConnection())
+            }
         }
     }
 
@@ -235,7 +343,7 @@ final class AnswerHandler: ChannelInboundHandler, @unchecked Sendable {
             } else if let head = exchange.head {
                 exchange.answer(.complete(head, exchange.body ?? ByteBuffer()))
             }
-            if keepAlive { exchange.pool.release(context.channel) } else { context.close(promise: nil) }
+            if keepAlive { exchange.pool.release(exchange.connection) } else { context.close(promise: nil) }
         }
     }
 

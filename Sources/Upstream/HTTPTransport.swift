@@ -14,9 +14,12 @@ public final class HTTPTransport: MessageTransport, @unchecked Sendable {
     public let url: String
     public let headers: [String: String]
     let client: HTTPClient
-    /// The fast path for plain-http servers (nil for https).
+    /// The fast path for plain-http servers (nil for https, or when a
+    /// configured header could not be written safely: AsyncHTTPClient then
+    /// refuses it with its own error).
     let pool: HTTP1Pool?
-    let poolPath: String
+    /// What every POST on the fast path starts with.
+    let poolHead: HTTP1Pool.RequestHead?
     let logger: Logger
     private let lock = NSLockish()
     private var mode: ServerMode
@@ -39,13 +42,13 @@ public final class HTTPTransport: MessageTransport, @unchecked Sendable {
         self.requestTimeout = .nanoseconds(Int64(requestTimeout.components.seconds) * 1_000_000_000 + requestTimeout.components.attoseconds / 1_000_000_000)
         self.url = url
         self.headers = headers
-        if let parsed = URL(string: url), parsed.scheme == "http", let host = parsed.host {
+        if let parsed = URL(string: url), parsed.scheme == "http", let host = parsed.host,
+           let head = Self.poolHead(host: host, port: parsed.port ?? 80, path: parsed.path, query: parsed.query, headers: headers) {
             pool = HTTP1Pool(host: host, port: parsed.port ?? 80)
-            let path = parsed.path.isEmpty ? "/" : parsed.path
-            poolPath = parsed.query.map { "\(path)?\($0)" } ?? path
+            poolHead = head
         } else {
             pool = nil
-            poolPath = "/"
+            poolHead = nil
         }
         self.client = client
         self.logger = logger
@@ -225,8 +228,8 @@ public final class HTTPTransport: MessageTransport, @unchecked Sendable {
         guard let pool, message.kind == .request, message.method != MCP.Method.initialize else { return false }
         let (session, version, mode) = lock.withLock { (sessionID, protocolVersion, self.mode) }
         guard mode == .streamable else { return false }
-        let bytes = message.serialized()
-        pool.start(poolHead(bytes.count, session: session, version: version), body: ByteBuffer(bytes: bytes), timeout: requestTimeout) { result in
+        guard let request = poolRequest(message.serialized(), session: session, version: version) else { return false }
+        pool.start(request, timeout: requestTimeout) { result in
             do {
                 try self.accept(Self.postAnswer(try result.get()), for: message, session: session)
             } catch {
@@ -237,16 +240,24 @@ public final class HTTPTransport: MessageTransport, @unchecked Sendable {
         return true
     }
 
-    func poolHead(_ length: Int, session: String?, version: String?) -> HTTPRequestHead {
-        var headers = HTTPHeaders()
-        if let pool { headers.add(name: "Host", value: pool.port == 80 ? pool.host : "\(pool.host):\(pool.port)") }
-        for (name, value) in self.headers { headers.replaceOrAdd(name: name, value: value) }
-        headers.replaceOrAdd(name: "Content-Type", value: "application/json")
-        headers.replaceOrAdd(name: "Accept", value: "application/json, text/event-stream")
-        headers.replaceOrAdd(name: "Content-Length", value: String(length))
-        if let session { headers.replaceOrAdd(name: MCP.Header.sessionID, value: session) }
-        if let version { headers.replaceOrAdd(name: MCP.Header.protocolVersion, value: version) }
-        return HTTPRequestHead(version: .http1_1, method: .POST, uri: poolPath, headers: headers)
+    /// The fixed part of every POST on the fast path: the request line,
+    /// Host (unless configured), the configured headers (but those the
+    /// transport sets itself), Content-Type and Accept.
+    static func poolHead(host: String, port: Int, path: String, query: String?, headers: [String: String]) -> HTTP1Pool.RequestHead? {
+        let path = path.isEmpty ? "/" : path
+        let own: Set<String> = ["content-type", "accept", "content-length", "transfer-encoding", "connection",
+                                MCP.Header.sessionID.lowercased(), MCP.Header.protocolVersion.lowercased()]
+        let configured = headers.sorted { $0.key < $1.key }.filter { !own.contains($0.key.lowercased()) }.map { (name: $0.key, value: $0.value) }
+        var fields = configured.contains { $0.name.lowercased() == "host" } ? [] : [(name: "Host", value: port == 80 ? host : "\(host):\(port)")]
+        fields += configured
+        fields += [("Content-Type", "application/json"), ("Accept", "application/json, text/event-stream")]
+        return HTTP1Pool.RequestHead(method: .POST, uri: query.map { "\(path)?\($0)" } ?? path, fields: fields)
+    }
+
+    /// One POST on the fast path; nil when the session id or version the
+    /// server gave could not be sent back safely.
+    func poolRequest(_ body: [UInt8], session: String?, version: String?) -> HTTP1Pool.Request? {
+        poolHead?.request(adding: [(MCP.Header.sessionID, session), (MCP.Header.protocolVersion, version)], body: body)
     }
 
     static func postAnswer(_ answer: HTTP1Pool.Answer) -> PostAnswer {
@@ -265,7 +276,10 @@ public final class HTTPTransport: MessageTransport, @unchecked Sendable {
     /// AsyncHTTPClient for https.
     func post(_ bytes: [UInt8], session: String?, version: String?) async throws -> PostAnswer {
         if let pool {
-            let answer = try await pool.execute(poolHead(bytes.count, session: session, version: version), body: ByteBuffer(bytes: bytes), timeout: requestTimeout)
+            guard let request = poolRequest(bytes, session: session, version: version) else {
+                throw TransportError("POST \(Self.redacted(url)): the server's session id or protocol version cannot be sent back in a header")
+            }
+            let answer = try await pool.execute(request, timeout: requestTimeout)
             return Self.postAnswer(answer)
         }
         var request = baseRequest(url)
