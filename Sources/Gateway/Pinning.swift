@@ -27,7 +27,7 @@ public struct ToolPinner: Sendable {
     }
 
     public static func hash(_ text: String) -> String {
-        Hex.encode(SHA256.hash(data: Array(text.utf8)))
+        SHA256.hash(data: Array(text.utf8)).withUnsafeBytes { Hex.encode($0) }
     }
 
     /// Returns the tools that may be shown: unchanged approved ones, and new

@@ -397,7 +397,7 @@ public final class PortalSession: Sendable {
     }
 
     static func sha256(_ bytes: [UInt8]) -> String {
-        Hex.encode(SHA256.hash(data: bytes))
+        SHA256.hash(data: bytes).withUnsafeBytes { Hex.encode($0) }
     }
 
     /// Sends a request to a server on behalf of the client: maps ids and
