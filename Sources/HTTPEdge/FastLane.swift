@@ -32,10 +32,10 @@ struct FastLane: Sendable {
         var portal: String?
     }
 
-    func target(of head: HTTPRequest) -> Target? {
-        guard head.method == .post, head.headerFields[MCPEndpoint.sessionHeader] != nil,
-              !Self.closes(head), head.headerFields[.expect] == nil,
-              var path = head.path?.utf8[...] else { return nil }
+    func target(of head: HTTPRequestHead) -> Target? {
+        guard head.method == .POST, head.version == .http1_1, head.headers[field: MCPEndpoint.sessionHeader] != nil,
+              !Self.closes(head), head.headers[field: .expect] == nil else { return nil }
+        var path = head.uri.utf8[...]
         if let query = path.firstIndex(of: UInt8(ascii: "?")) { path = path[..<query] }
         let suffix = "/mcp".utf8
         guard path.count >= suffix.count, path.suffix(suffix.count).elementsEqual(suffix) else { return nil }
@@ -47,16 +47,19 @@ struct FastLane: Sendable {
 
     /// Whether a request asks for its connection to close after the answer
     /// (a `close` token in any Connection header).
-    static func closes(_ head: HTTPRequest) -> Bool {
-        head.headerFields[values: .connection].contains { value in
-            value.split(separator: ",").contains { $0.trimmingCharacters(in: .whitespaces).lowercased() == "close" }
+    static func closes(_ head: HTTPRequestHead) -> Bool {
+        guard let connection = head.headers[field: .connection] else { return false }
+        return connection.utf8.split(separator: UInt8(ascii: ",")).contains { token in
+            let trimmed = token.drop { $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") }
+            let end = trimmed.lastIndex { $0 != UInt8(ascii: " ") && $0 != UInt8(ascii: "\t") }
+            return end.map { trimmed[...$0].count == 5 && trimmed[...$0].startsWithASCIICaseInsensitive("close") } ?? false
         }
     }
 
     /// The request to run, or nil when the route should have it.
-    func admit(_ target: Target, head: HTTPRequest, body: [UInt8]) -> (JSONRPCMessage, SessionRegistry.Entry)? {
-        guard case .accepted(let portal) = endpoint.admitHead(portalID: target.portal, headers: head.headerFields),
-              case .request(let message, let entry) = endpoint.admitBody(portal: portal, headers: head.headerFields, body: body) else { return nil }
+    func admit(_ target: Target, head: HTTPRequestHead, body: [UInt8]) -> (JSONRPCMessage, SessionRegistry.Entry)? {
+        guard case .accepted(let portal) = endpoint.admitHead(portalID: target.portal, headers: head.headers),
+              case .request(let message, let entry) = endpoint.admitBody(portal: portal, headers: head.headers, body: body) else { return nil }
         return (message, entry)
     }
 
@@ -66,15 +69,17 @@ struct FastLane: Sendable {
     var maxBodyBytes: Int { min(endpoint.limits.maxBodyBytes, 64 << 10) }
 }
 
-/// The lane in a connection's pipeline, between the HTTP codec and
-/// Hummingbird. Requests on a connection are answered in order: while one
-/// is being answered (here or by Hummingbird), what comes after it waits
-/// in a queue and reads are held, as HTTP/1.1 pipelining needs.
+/// The lane in a connection's pipeline, right after NIO's HTTP/1.1 codec
+/// and before Hummingbird's conversion to HTTP types and its connection
+/// state handler: what the lane answers costs neither. Requests on a
+/// connection are answered in order: while one is being answered (here or
+/// by Hummingbird), what comes after it waits in a queue and reads are
+/// held, as HTTP/1.1 pipelining needs.
 final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler {
-    typealias InboundIn = HTTPRequestPart
-    typealias InboundOut = HTTPRequestPart
-    typealias OutboundIn = HTTPResponsePart
-    typealias OutboundOut = HTTPResponsePart
+    typealias InboundIn = HTTPServerRequestPart
+    typealias InboundOut = HTTPServerRequestPart
+    typealias OutboundIn = HTTPServerResponsePart
+    typealias OutboundOut = HTTPServerResponsePart
 
     /// One request answered by the lane.
     final class Answer {
@@ -102,7 +107,7 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     enum State {
         case idle
-        case collecting(HTTPRequest, FastLane.Target, ByteBuffer)
+        case collecting(HTTPRequestHead, FastLane.Target, ByteBuffer)
         /// Hummingbird has the request until its response ends.
         case passing(requestEnded: Bool)
         case answering(Answer)
@@ -113,7 +118,11 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler {
     let lane: FastLane
     private var state = State.idle
     private var date = HTTPDate()
-    private var queued = CircularBuffer<HTTPRequestPart>()
+    private var queued = CircularBuffer<HTTPServerRequestPart>()
+    /// The server is shutting down (graceful quiesce): Hummingbird's state
+    /// handler, after the lane, is told once the lane has nothing in hand,
+    /// so a request the lane is reading or answering is answered first.
+    private var quiescePending: Any?
     /// An error read after the queued parts (a request that does not parse):
     /// it reaches Hummingbird, which answers 400 and closes, only once the
     /// requests before it are answered.
@@ -147,6 +156,15 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         pendingError = error
+        drain(context)
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        guard event is ChannelShouldQuiesceEvent else {
+            context.fireUserInboundEventTriggered(event)
+            return
+        }
+        quiescePending = event
         drain(context)
     }
 
@@ -242,6 +260,17 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 context.fireErrorCaught(error)
             }
         }
+        if let event = quiescePending {
+            switch state {
+            case .collecting, .answering:
+                break // after the request the lane has in hand
+            case .idle, .passing, .closing:
+                // Hummingbird closes now when idle, or after the response it is writing.
+                quiescePending = nil
+                queued.removeAll()
+                context.fireUserInboundEventTriggered(event)
+            }
+        }
         if readPending, canTakeInput, queued.isEmpty {
             readPending = false
             context.read()
@@ -249,7 +278,7 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     /// Hands a collected request to Hummingbird.
-    private func pass(_ head: HTTPRequest, body: ByteBuffer, end: HTTPFields??, context: ChannelHandlerContext) {
+    private func pass(_ head: HTTPRequestHead, body: ByteBuffer, end: HTTPHeaders??, context: ChannelHandlerContext) {
         state = .passing(requestEnded: end != nil)
         closeAfterPassing = FastLane.closes(head)
         context.fireChannelRead(wrapInboundOut(.head(head)))
@@ -295,8 +324,8 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler {
             }
             answer.streaming = true
             var head = responseHead(.ok)
-            head.headerFields[.contentType] = "text/event-stream"
-            head.headerFields[.cacheControl] = "no-cache, no-transform"
+            head.headers.add(name: "Content-Type", value: "text/event-stream")
+            head.headers.add(name: "Cache-Control", value: "no-cache, no-transform")
             context.write(wrapOutboundOut(.head(head)), promise: nil)
         }
         answer.backlog.append(event)
@@ -313,7 +342,7 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler {
         let events = answer.backlog
         answer.backlog = []
         for event in events {
-            context.write(wrapOutboundOut(.body(event.bytes)), promise: nil)
+            context.write(wrapOutboundOut(.body(.byteBuffer(event.bytes))), promise: nil)
             if event.final {
                 context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
                 complete(context)
@@ -329,7 +358,7 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler {
         guard let answer = current(call), let context else { return }
         if answer.started {
             if context.channel.isWritable {
-                for event in answer.backlog { context.write(wrapOutboundOut(.body(event.bytes)), promise: nil) }
+                for event in answer.backlog { context.write(wrapOutboundOut(.body(.byteBuffer(event.bytes))), promise: nil) }
             }
             context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
         } else {
@@ -339,23 +368,21 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     /// A whole response with a JSON body.
-    private func writeJSON(_ message: JSONRPCMessage, status: HTTPResponse.Status, context: ChannelHandlerContext) {
+    private func writeJSON(_ message: JSONRPCMessage, status: HTTPResponseStatus, context: ChannelHandlerContext) {
         let bytes = message.serialized()
         var head = responseHead(status)
-        head.headerFields[.contentType] = "application/json"
-        head.headerFields[.contentLength] = String(bytes.count)
+        head.headers.add(name: "Content-Type", value: "application/json")
+        head.headers.add(name: "Content-Length", value: String(bytes.count))
         context.write(wrapOutboundOut(.head(head)), promise: nil)
-        context.write(wrapOutboundOut(.body(ByteBuffer(bytes: bytes))), promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(bytes: bytes)))), promise: nil)
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
     }
 
     /// A response head with what every response of the portal carries,
     /// as Hummingbird writes them on the route: Date (RFC 9110 6.6.1) and Server.
-    private func responseHead(_ status: HTTPResponse.Status) -> HTTPResponse {
-        var head = HTTPResponse(status: status)
-        head.headerFields[.date] = date.now()
-        head.headerFields[.server] = PortalApplication.serverName
-        return head
+    private func responseHead(_ status: HTTPResponseStatus) -> HTTPResponseHead {
+        HTTPResponseHead(version: .http1_1, status: status,
+                         headers: ["Date": date.now(), "Server": PortalApplication.serverName])
     }
 
     private func complete(_ context: ChannelHandlerContext) {
@@ -384,8 +411,9 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 }
 
-/// Hummingbird's HTTP/1.1 child channel with the fast lane after the
-/// connection-state handler (so graceful shutdown sees every request).
+/// Hummingbird's HTTP/1.1 child channel with the fast lane in front of its
+/// HTTP types codec and connection-state handler (the lane holds a graceful
+/// shutdown back until its own request is answered).
 struct PortalHTTPChannel: ServerChildChannel, HTTPChannelHandler {
     typealias Value = NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>
 
@@ -401,9 +429,9 @@ struct PortalHTTPChannel: ServerChildChannel, HTTPChannelHandler {
                 withEncoderConfiguration: .init(),
                 withDecoderLimitConfiguration: Self.decoderLimits
             )
+            try channel.pipeline.syncOperations.addHandler(FastLaneHandler(lane: lane))
             try channel.pipeline.syncOperations.addHandler(HTTP1ToHTTPServerCodec(secure: false))
             try channel.pipeline.syncOperations.addHandler(HTTPConnectionStateHandler(logger: logger))
-            try channel.pipeline.syncOperations.addHandler(FastLaneHandler(lane: lane))
             return try NIOAsyncChannel(wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true))
         }
     }

@@ -6,6 +6,7 @@ import Hummingbird
 import Logging
 import MCPWire
 import NIOCore
+import NIOHTTP1
 import PortalCore
 import ServiceLifecycle
 
@@ -108,30 +109,31 @@ struct MCPEndpoint: Sendable {
     }
 
     /// The checks a POST's headers get before its body is read.
-    func admitHead(portalID: String?, headers: HTTPFields) -> HeadAdmission {
-        if let origin = headers[.origin], !origins.allows(origin) {
+    func admitHead(portalID: String?, headers: some RequestHeaders) -> HeadAdmission {
+        if let origin = headers[field: .origin], !origins.allows(origin) {
             return .refused(.refused(.forbidden, JSONRPCError(code: -32000, message: "Forbidden: origin \(origin) is not allowed"), id: nil))
         }
         guard let portal = gateway.portal(portalID ?? "default") else { return .refused(.refused(.notFound, .invalidRequest("no such portal"), id: nil)) }
-        if let contentType = headers[.contentType], !contentType.lowercased().hasPrefix("application/json") {
+        if let contentType = headers[field: .contentType], !contentType.utf8.startsWithASCIICaseInsensitive("application/json") {
             return .refused(.refused(.unsupportedMediaType, .invalidRequest("Content-Type must be application/json"), id: nil))
         }
-        if let accept = headers[.accept]?.lowercased(),
-           !(accept.contains("application/json") || accept.contains("text/event-stream") || accept.contains("*/*")) {
+        if let accept = headers[field: .accept]?.utf8,
+           !(accept.containsASCIICaseInsensitive("application/json") || accept.containsASCIICaseInsensitive("text/event-stream")
+             || accept.containsASCIICaseInsensitive("*/*")) {
             return .refused(.refused(.notAcceptable, .invalidRequest("Accept must include application/json and text/event-stream"), id: nil))
         }
         return .accepted(portal)
     }
 
     /// The checks of the body: JSON-RPC, session, protocol version, batches.
-    func admitBody(portal: PortalDefinition, headers: HTTPFields, body: [UInt8]) -> Admission {
+    func admitBody(portal: PortalDefinition, headers: some RequestHeaders, body: [UInt8]) -> Admission {
         let parsed: JSONRPCMessage.Parsed
         do {
             parsed = try JSONRPCMessage.parse(body, maxDepth: limits.maxJSONDepth)
         } catch {
             return .refused(.badRequest, error, id: nil)
         }
-        let sessionHeader = headers[Self.sessionHeader]
+        let sessionHeader = headers[field: Self.sessionHeader]
 
         // A new session starts with initialize, alone, without a session id.
         if case .single(let message) = parsed, message.method == MCP.Method.initialize {
@@ -199,8 +201,8 @@ struct MCPEndpoint: Sendable {
         }
     }
 
-    func checkVersionHeader(_ headers: HTTPFields, negotiated: String) -> Admission? {
-        guard let header = headers[Self.versionHeader] else {
+    func checkVersionHeader(_ headers: some RequestHeaders, negotiated: String) -> Admission? {
+        guard let header = headers[field: Self.versionHeader] else {
             // Clients of 2025-06-18 and later must send it; for 2025-03-26 it is assumed.
             if negotiated >= "2025-06-18" {
                 return .refused(.badRequest, .invalidRequest("MCP-Protocol-Version header is required (negotiated \(negotiated))"), id: nil)
@@ -279,7 +281,7 @@ struct MCPEndpoint: Sendable {
     func get(_ request: Request, context: some RequestContext) async -> Response {
         if let refused = checkOrigin(request) { return refused }
         guard portal(context) != nil else { return Self.failure(.notFound, .invalidRequest("no such portal")) }
-        guard request.headers[.accept]?.lowercased().contains("text/event-stream") == true else {
+        guard request.headers[.accept]?.utf8.containsASCIICaseInsensitive("text/event-stream") == true else {
             return Self.failure(.notAcceptable, .invalidRequest("GET needs Accept: text/event-stream"))
         }
         guard let sessionID = request.headers[Self.sessionHeader] else {
@@ -388,5 +390,55 @@ struct OriginPolicy: Sendable {
             }
             return pattern == origin
         }
+    }
+}
+
+/// A request's header fields, as Hummingbird's routes see them (HTTPFields)
+/// and as the fast lane does (NIOHTTP1's HTTPHeaders, before any
+/// conversion), so both are admitted by the same code.
+protocol RequestHeaders {
+    /// Every value of the field joined with ", " (RFC 9110 5.3), nil when absent.
+    subscript(field name: HTTPField.Name) -> String? { get }
+}
+
+extension HTTPFields: RequestHeaders {
+    subscript(field name: HTTPField.Name) -> String? { self[name] }
+}
+
+extension HTTPHeaders: RequestHeaders {
+    subscript(field name: HTTPField.Name) -> String? {
+        var joined: String?
+        let wanted = name.canonicalName.utf8  // lowercase
+        for (key, value) in self where key.utf8.count == wanted.count && key.utf8.startsWithASCIICaseInsensitive(wanted) {
+            joined = joined.map { "\($0), \(value)" } ?? value
+        }
+        return joined
+    }
+}
+
+extension Collection<UInt8> {
+    /// Whether these bytes start with `prefix` (lowercase ASCII), ignoring
+    /// ASCII case. Header checks on the hot path, without Foundation.
+    func startsWithASCIICaseInsensitive(_ prefix: StaticString) -> Bool {
+        startsWithASCIICaseInsensitive(UnsafeBufferPointer(start: prefix.utf8Start, count: prefix.utf8CodeUnitCount))
+    }
+
+    func startsWithASCIICaseInsensitive(_ prefix: some Collection<UInt8>) -> Bool {
+        guard count >= prefix.count else { return false }
+        return zip(self, prefix).allSatisfy { Self.lower($0) == $1 }
+    }
+
+    /// Whether `needle` (lowercase ASCII) occurs in these bytes, ignoring ASCII case.
+    func containsASCIICaseInsensitive(_ needle: StaticString) -> Bool {
+        var rest = self[...]
+        while !rest.isEmpty {
+            if rest.startsWithASCIICaseInsensitive(needle) { return true }
+            rest = rest.dropFirst()
+        }
+        return false
+    }
+
+    private static func lower(_ byte: UInt8) -> UInt8 {
+        byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") ? byte | 0x20 : byte
     }
 }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import anyio
 
-from harness import legacy_session, mcp_session, time_server, tool_names
+from harness import legacy_session, mcp_session, raw_session, time_server, tool_names, wait_until
 
 
 def small_portal(make_portal):
@@ -67,3 +67,28 @@ async def test_sigterm_exits_cleanly_after_a_legacy_sse_client_left(make_portal)
             await session.call_tool("time_get_current_time", {"timezone": "UTC"})
     with anyio.fail_after(30):
         await anyio.to_thread.run_sync(portal.stop)
+
+
+async def test_sigterm_lets_a_call_in_flight_finish(make_peer, make_portal):
+    """SIGTERM while the fast lane is answering a call: the call gets its
+    answer, then the portal exits cleanly."""
+    peer = make_peer()
+    portal = make_portal([{"id": "peer", "url": peer.url}])
+    async with raw_session(portal.url()) as session, raw_session(portal.url()) as probe:
+        answer: dict = {}
+
+        async def slow_call():
+            answer["response"] = await session.call("peer_slow", {"seconds": 1.5})
+
+        async def started():
+            counts = (await probe.call("peer_cancelled_count"))["result"]["structuredContent"]
+            return counts["slow_started"] == 1
+
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(slow_call)
+                await wait_until(started, 10, "the peer to start the slow call")
+                await anyio.to_thread.run_sync(portal.stop)
+    result = answer["response"]["result"]
+    assert not result.get("isError"), result
+    assert result["content"][0]["text"] == "slept 1.5"
