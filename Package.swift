@@ -149,6 +149,7 @@ let package = Package(
             dependencies: [
                 "HTTPEdge",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
     ]

@@ -48,11 +48,13 @@ struct FastLane: Sendable {
     /// Whether a request asks for its connection to close after the answer
     /// (a `close` token in any Connection header).
     static func closes(_ head: HTTPRequestHead) -> Bool {
-        guard let connection = head.headers[field: .connection] else { return false }
-        return connection.utf8.split(separator: UInt8(ascii: ",")).contains { token in
-            let trimmed = token.drop { $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") }
-            let end = trimmed.lastIndex { $0 != UInt8(ascii: " ") && $0 != UInt8(ascii: "\t") }
-            return end.map { trimmed[...$0].count == 5 && trimmed[...$0].startsWithASCIICaseInsensitive("close") } ?? false
+        guard var connection = head.headers[field: .connection] else { return false }
+        return connection.withUTF8 { bytes in
+            bytes.split(separator: UInt8(ascii: ",")).contains { token in
+                let trimmed = token.drop { $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") }
+                let end = trimmed.lastIndex { $0 != UInt8(ascii: " ") && $0 != UInt8(ascii: "\t") }
+                return end.map { trimmed[...$0].count == 5 && trimmed[...$0].startsWithASCIICaseInsensitive("close") } ?? false
+            }
         }
     }
 

@@ -114,12 +114,12 @@ struct MCPEndpoint: Sendable {
             return .refused(.refused(.forbidden, JSONRPCError(code: -32000, message: "Forbidden: origin \(origin) is not allowed"), id: nil))
         }
         guard let portal = gateway.portal(portalID ?? "default") else { return .refused(.refused(.notFound, .invalidRequest("no such portal"), id: nil)) }
-        if let contentType = headers[field: .contentType], !contentType.utf8.startsWithASCIICaseInsensitive("application/json") {
+        if let contentType = headers[field: .contentType], !contentType.hasPrefixIgnoringASCIICase("application/json") {
             return .refused(.refused(.unsupportedMediaType, .invalidRequest("Content-Type must be application/json"), id: nil))
         }
-        if let accept = headers[field: .accept]?.utf8,
-           !(accept.containsASCIICaseInsensitive("application/json") || accept.containsASCIICaseInsensitive("text/event-stream")
-             || accept.containsASCIICaseInsensitive("*/*")) {
+        if let accept = headers[field: .accept],
+           !(accept.containsIgnoringASCIICase("application/json") || accept.containsIgnoringASCIICase("text/event-stream")
+             || accept.containsIgnoringASCIICase("*/*")) {
             return .refused(.refused(.notAcceptable, .invalidRequest("Accept must include application/json and text/event-stream"), id: nil))
         }
         return .accepted(portal)
@@ -281,7 +281,7 @@ struct MCPEndpoint: Sendable {
     func get(_ request: Request, context: some RequestContext) async -> Response {
         if let refused = checkOrigin(request) { return refused }
         guard portal(context) != nil else { return Self.failure(.notFound, .invalidRequest("no such portal")) }
-        guard request.headers[.accept]?.utf8.containsASCIICaseInsensitive("text/event-stream") == true else {
+        guard request.headers[.accept]?.containsIgnoringASCIICase("text/event-stream") == true else {
             return Self.failure(.notAcceptable, .invalidRequest("GET needs Accept: text/event-stream"))
         }
         guard let sessionID = request.headers[Self.sessionHeader] else {
@@ -408,24 +408,49 @@ extension HTTPFields: RequestHeaders {
 extension HTTPHeaders: RequestHeaders {
     subscript(field name: HTTPField.Name) -> String? {
         var joined: String?
-        let wanted = name.canonicalName.utf8  // lowercase
-        for (key, value) in self where key.utf8.count == wanted.count && key.utf8.startsWithASCIICaseInsensitive(wanted) {
-            joined = joined.map { "\($0), \(value)" } ?? value
+        var wanted = name.canonicalName  // lowercase
+        wanted.withUTF8 { wanted in
+            for (key, value) in self where key.utf8.count == wanted.count {
+                var key = key
+                if key.withUTF8({ $0.startsWithASCIICaseInsensitive(wanted) }) {
+                    joined = joined.map { "\($0), \(value)" } ?? value
+                }
+            }
         }
         return joined
     }
 }
 
+extension String {
+    /// Whether the text starts with `prefix` (lowercase ASCII), ignoring ASCII case.
+    func hasPrefixIgnoringASCIICase(_ prefix: StaticString) -> Bool {
+        var text = self
+        return text.withUTF8 { $0.startsWithASCIICaseInsensitive(prefix) }
+    }
+
+    /// Whether `needle` (lowercase ASCII) occurs in the text, ignoring ASCII case.
+    func containsIgnoringASCIICase(_ needle: StaticString) -> Bool {
+        var text = self
+        return text.withUTF8 { $0.containsASCIICaseInsensitive(needle) }
+    }
+}
+
 extension Collection<UInt8> {
     /// Whether these bytes start with `prefix` (lowercase ASCII), ignoring
-    /// ASCII case. Header checks on the hot path, without Foundation.
+    /// ASCII case. Header checks on the hot path, without Foundation; on
+    /// contiguous bytes (`String.withUTF8`), not a String's UTF8View.
     func startsWithASCIICaseInsensitive(_ prefix: StaticString) -> Bool {
         startsWithASCIICaseInsensitive(UnsafeBufferPointer(start: prefix.utf8Start, count: prefix.utf8CodeUnitCount))
     }
 
     func startsWithASCIICaseInsensitive(_ prefix: some Collection<UInt8>) -> Bool {
         guard count >= prefix.count else { return false }
-        return zip(self, prefix).allSatisfy { Self.lower($0) == $1 }
+        var index = startIndex
+        for byte in prefix {
+            guard Self.lower(self[index]) == byte else { return false }
+            formIndex(after: &index)
+        }
+        return true
     }
 
     /// Whether `needle` (lowercase ASCII) occurs in these bytes, ignoring ASCII case.
