@@ -258,7 +258,7 @@ def main():
             "|---|---:|---:|",
             f"| portal calls/s as share of direct | {share * 100:.0f}% | >= 40% |",
             f"| portal CPU per call | {cpu_us:.0f} us | <= 40 us |",
-            f"| portal vs FastMCP proxy | {versus:.0f}x | >= 50x |",
+            f"| portal vs FastMCP proxy | {versus:.1f}x | >= 50x |",
             f"| p50 added, single client | {added:.3f} ms | <= 0.2 ms |",
             f"| idle RSS | {idle_rss / 1024:.1f} MiB | |",
             f"| memory per open session ({SESSIONS} sessions) | {(sessions_rss - idle_rss) / SESSIONS:.1f} KiB | |",
