@@ -143,7 +143,10 @@ let package = Package(
         .testTarget(name: "DLPTests", dependencies: ["DLP", "MCPWire", "PortalCore"]),
         .testTarget(name: "CodeModeTests", dependencies: ["CodeMode", "MCPWire", "PortalCore"]),
         .testTarget(name: "UpstreamTests", dependencies: ["Upstream", .product(name: "NIOCore", package: "swift-nio")]),
-        .testTarget(name: "GatewayTests", dependencies: ["Gateway", "PortalCore", "MCPWire", "Upstream", "DemoServers", "Storage"]),
+        .testTarget(
+            name: "GatewayTests",
+            dependencies: ["Gateway", "PortalCore", "MCPWire", "Upstream", "DemoServers", "Storage", .product(name: "GRDB", package: "GRDB.swift")]
+        ),
         .testTarget(
             name: "HTTPEdgeTests",
             dependencies: [

@@ -64,6 +64,28 @@ public final class SQLiteStore: AuditStore, PinStore, Sendable {
             try db.drop(index: "audit_execution")
             try db.execute(sql: "CREATE INDEX audit_execution ON audit(execution_id) WHERE execution_id IS NOT NULL")
         }
+        migrator.registerMigration("v4: audit ids without AUTOINCREMENT") { db in
+            // AUTOINCREMENT rewrites sqlite_sequence on every insert: one more
+            // page, so one more WAL frame, in every commit (about a fifth of a
+            // one-row commit). Audit rows are never deleted, so the plain
+            // rowid (the largest plus one) increases just as surely, and
+            // `audit tail` follows it the same way. Existing rows keep their ids.
+            try db.execute(sql: """
+                CREATE TABLE audit_v4 (
+                    id INTEGER PRIMARY KEY, time DOUBLE NOT NULL, kind TEXT NOT NULL, portal TEXT NOT NULL,
+                    session_id TEXT, principal TEXT NOT NULL, server TEXT, tool TEXT, method TEXT,
+                    outcome TEXT NOT NULL, error TEXT, duration_us INTEGER NOT NULL, argument_bytes INTEGER NOT NULL,
+                    argument_hash TEXT, result_bytes INTEGER NOT NULL, detail TEXT, execution_id TEXT)
+                """)
+            let columns = "id, time, kind, portal, session_id, principal, server, tool, method, outcome, error, "
+                + "duration_us, argument_bytes, argument_hash, result_bytes, detail, execution_id"
+            try db.execute(sql: "INSERT INTO audit_v4 (\(columns)) SELECT \(columns) FROM audit")
+            try db.execute(sql: "DROP TABLE audit")
+            try db.execute(sql: "DELETE FROM sqlite_sequence WHERE name = 'audit'")
+            try db.execute(sql: "ALTER TABLE audit_v4 RENAME TO audit")
+            try db.execute(sql: "CREATE INDEX index_audit_on_time ON audit(time)")
+            try db.execute(sql: "CREATE INDEX audit_execution ON audit(execution_id) WHERE execution_id IS NOT NULL")
+        }
         return migrator
     }
 
