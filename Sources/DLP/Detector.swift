@@ -27,14 +27,14 @@ public struct Detector: Sendable {
     public var validator: Validator?
     /// When not empty, one of these (case-insensitive) must appear within
     /// `contextWindow` bytes before the match.
-    public var contextWords: [String] { didSet { contextBytes = contextWords.map { Array($0.lowercased().utf8) } } }
+    public var contextWords: [String] { didSet { contextBytes = ContextWords(contextWords) } }
     /// The context words lowercased, as bytes.
-    private(set) var contextBytes: [[UInt8]]
+    private(set) var contextBytes: ContextWords
     public var contextWindow: Int
     /// Words that count as context when they follow the match closely
     /// instead ("555 0132 (mobile)"); either side will do.
-    public var contextWordsAfter: [String] { didSet { contextAfterBytes = contextWordsAfter.map { Array($0.lowercased().utf8) } } }
-    private(set) var contextAfterBytes: [[UInt8]]
+    public var contextWordsAfter: [String] { didSet { contextAfterBytes = ContextWords(contextWordsAfter) } }
+    private(set) var contextAfterBytes: ContextWords
     public var contextWindowAfter: Int
     /// The match must stand alone: not glued by `-` or `.` to a letter or
     /// digit before it, nor to a digit after it (a piece of a UUID, of a
@@ -52,10 +52,10 @@ public struct Detector: Sendable {
         self.patterns = patterns
         self.validator = validator
         self.contextWords = contextWords
-        self.contextBytes = contextWords.map { Array($0.lowercased().utf8) }
+        self.contextBytes = ContextWords(contextWords)
         self.contextWindow = contextWindow
         self.contextWordsAfter = contextWordsAfter
-        self.contextAfterBytes = contextWordsAfter.map { Array($0.lowercased().utf8) }
+        self.contextAfterBytes = ContextWords(contextWordsAfter)
         self.contextWindowAfter = contextWindowAfter
         self.isolated = isolated
         self.span = span
@@ -64,6 +64,56 @@ public struct Detector: Sendable {
 
     /// Whether a match must have context words around it.
     var needsContext: Bool { !contextBytes.isEmpty || !contextAfterBytes.isEmpty }
+}
+
+/// Context words, lowercased, grouped by their first byte: a window is
+/// read once, and at each byte only the words that start with it (in
+/// either case) are compared.
+struct ContextWords: Sendable {
+    let words: [[UInt8]]
+    /// An empty word is found anywhere.
+    private let empty: Bool
+    /// Words starting with byte `b` are `byFirst[first[b] ..< first[b + 1]]`.
+    private let first: [Int]
+    private let byFirst: [Int]
+
+    init(_ words: [String]) {
+        let all = words.map { Array($0.lowercased().utf8) }
+        let nonEmpty = all.filter { !$0.isEmpty }
+        self.words = nonEmpty
+        empty = all.count > nonEmpty.count
+        var first = [Int](repeating: 0, count: 257)
+        var byFirst: [Int] = []
+        for byte in 0...255 {
+            first[byte] = byFirst.count
+            byFirst += nonEmpty.indices.filter { nonEmpty[$0][0] == UInt8(byte) }
+        }
+        first[256] = byFirst.count
+        self.first = first
+        self.byFirst = byFirst
+    }
+
+    var isEmpty: Bool { words.isEmpty && !empty }
+
+    /// Whether a word occurs (ASCII case-insensitively) wholly inside `range` of `bytes`.
+    func occurs(in range: Range<Int>, of bytes: UnsafeRawBufferPointer) -> Bool {
+        if empty { return true }
+        for position in range {
+            let byte = Int(Self.lower(bytes[position]))
+            for slot in first[byte]..<first[byte + 1] {
+                let word = words[byFirst[slot]]
+                guard position + word.count <= range.upperBound else { continue }
+                var index = 1
+                while index < word.count, Self.lower(bytes[position + index]) == word[index] { index += 1 }
+                if index == word.count { return true }
+            }
+        }
+        return false
+    }
+
+    static func lower(_ byte: UInt8) -> UInt8 {
+        byte >= 0x41 && byte <= 0x5A ? byte | 0x20 : byte
+    }
 }
 
 extension PatternSet.Pattern {

@@ -240,10 +240,13 @@ public struct MessageScan: Sendable {
 
     /// The text inside a base64 string, when it is base64 of UTF-8 text.
     static func base64Text(_ text: String) -> [UInt8]? {
-        let bytes = text.utf8
-        guard bytes.count >= 16, bytes.count % 4 == 0 else { return nil }
-        guard bytes.allSatisfy({ b in
-            (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) || (b >= 0x30 && b <= 0x39) || b == 0x2B || b == 0x2F || b == 0x3D
+        guard text.utf8.count >= 16, text.utf8.count % 4 == 0 else { return nil }
+        var contiguous = text
+        // On the string's own bytes: most strings stop at their first space.
+        guard contiguous.withUTF8({ bytes in
+            bytes.allSatisfy { b in
+                (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) || (b >= 0x30 && b <= 0x39) || b == 0x2B || b == 0x2F || b == 0x3D
+            }
         }) else { return nil }
         guard let data = Data(base64Encoded: text), !data.isEmpty else { return nil }
         let decoded = Array(data)

@@ -60,9 +60,7 @@ public final class Scanner: Sendable {
         // By start, then detector, then the longest end first: each
         // detector's candidates at one start are tried longest first.
         for index in raw.indices { raw[index].pattern = owner[raw[index].pattern] }
-        raw.sort { a, b in
-            a.start != b.start ? a.start < b.start : a.pattern != b.pattern ? a.pattern < b.pattern : a.end > b.end
-        }
+        Self.sortForConfirming(&raw)
         var confirmed: [(finding: Finding, priority: Int)] = []
         var reachedBy = [Int](repeating: -1, count: detectors.count) // end of each detector's last finding
         var index = 0
@@ -85,6 +83,36 @@ public final class Scanner: Sendable {
             if confirmed.count > maxFindings { throw PatternSet.ScanError(code: PatternSet.tooManyCandidates) }
         }
         return Self.resolveOverlaps(confirmed)
+    }
+
+    /// Orders candidates by start, then detector, then longest end first.
+    /// Each is packed into one integer key (start, detector, and the length
+    /// inverted), which sorts several times faster than comparing structs
+    /// with a closure; a dense message has thousands of candidates. Values
+    /// too large for the key are sorted the plain way.
+    static func sortForConfirming(_ raw: inout [PatternSet.Match]) {
+        let lengthBits = 24, patternBits = 8
+        let lengthMask = (1 << lengthBits) - 1
+        let fits = raw.allSatisfy { match in
+            match.start >= 0 && match.start < 1 << (64 - lengthBits - patternBits - 1)
+                && match.pattern >= 0 && match.pattern < 1 << patternBits
+                && match.end >= match.start && match.end - match.start <= lengthMask
+        }
+        guard fits else {
+            raw.sort { a, b in
+                a.start != b.start ? a.start < b.start : a.pattern != b.pattern ? a.pattern < b.pattern : a.end > b.end
+            }
+            return
+        }
+        var keys = raw.map { match in
+            match.start << (lengthBits + patternBits) | match.pattern << lengthBits | (lengthMask - (match.end - match.start))
+        }
+        keys.sort()
+        for (index, key) in keys.enumerated() {
+            let start = key >> (lengthBits + patternBits)
+            raw[index] = PatternSet.Match(pattern: (key >> lengthBits) & ((1 << patternBits) - 1),
+                                          start: start, end: start + lengthMask - (key & lengthMask))
+        }
     }
 
     /// Plain bytes: scanned with a NUL after them, as every string of a
@@ -180,27 +208,11 @@ public final class Scanner: Sendable {
         var from = start
         let limit = max(0, start - detector.contextWindow)
         while from > limit, bytes[from - 1] != 0 { from -= 1 }
-        if contains(detector.contextBytes, in: from..<start, of: bytes) { return true }
+        if detector.contextBytes.occurs(in: from..<start, of: bytes) { return true }
         var to = end
         let afterLimit = min(bytes.count, end + detector.contextWindowAfter)
         while to < afterLimit, bytes[to] != 0 { to += 1 }
-        return contains(detector.contextAfterBytes, in: end..<to, of: bytes)
-    }
-
-    static func contains(_ words: [[UInt8]], in range: Range<Int>, of bytes: UnsafeRawBufferPointer) -> Bool {
-        words.contains { word in
-            guard word.count <= range.count else { return false }
-            var position = range.lowerBound
-            while position + word.count <= range.upperBound {
-                var index = 0
-                while index < word.count, bytes[position + index] | (bytes[position + index] >= 0x41 && bytes[position + index] <= 0x5A ? 0x20 : 0) == word[index] {
-                    index += 1
-                }
-                if index == word.count { return true }
-                position += 1
-            }
-            return false
-        }
+        return detector.contextAfterBytes.occurs(in: end..<to, of: bytes)
     }
 
     /// Where findings of different detectors overlap, the higher priority
