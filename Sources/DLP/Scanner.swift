@@ -64,23 +64,27 @@ public final class Scanner: Sendable {
         var confirmed: [(finding: Finding, priority: Int)] = []
         var reachedBy = [Int](repeating: -1, count: detectors.count) // end of each detector's last finding
         var index = 0
-        while index < raw.count {
-            let detectorIndex = raw[index].pattern, start = raw[index].start
-            var next = index
-            while next < raw.count, raw[next].pattern == detectorIndex, raw[next].start == start { next += 1 }
-            if start >= reachedBy[detectorIndex] {
-                var previousEnd = -1
-                for candidate in raw[index..<next] where candidate.end != previousEnd {
-                    previousEnd = candidate.end
-                    guard let span = confirm(detectors[detectorIndex], start: start, end: candidate.end, in: bytes) else { continue }
-                    confirmed.append((Finding(detector: detectors[detectorIndex].id, start: span.start, end: span.end), detectors[detectorIndex].priority))
-                    reachedBy[detectorIndex] = span.end
-                    break
+        // Detectors are read in place (an array element passed on would be
+        // copied, arrays and strings retained, for every candidate).
+        try detectors.withUnsafeBufferPointer { detectors throws(PatternSet.ScanError) in
+            while index < raw.count {
+                let detectorIndex = raw[index].pattern, start = raw[index].start
+                var next = index
+                while next < raw.count, raw[next].pattern == detectorIndex, raw[next].start == start { next += 1 }
+                if start >= reachedBy[detectorIndex] {
+                    var previousEnd = -1
+                    for candidate in raw[index..<next] where candidate.end != previousEnd {
+                        previousEnd = candidate.end
+                        guard let span = confirm(detectors[detectorIndex], start: start, end: candidate.end, in: bytes) else { continue }
+                        confirmed.append((Finding(detector: detectors[detectorIndex].id, start: span.start, end: span.end), detectors[detectorIndex].priority))
+                        reachedBy[detectorIndex] = span.end
+                        break
+                    }
                 }
+                index = next
+                // More than any real message holds: refuse rather than pass the rest unchecked.
+                if confirmed.count > maxFindings { throw PatternSet.ScanError(code: PatternSet.tooManyCandidates) }
             }
-            index = next
-            // More than any real message holds: refuse rather than pass the rest unchecked.
-            if confirmed.count > maxFindings { throw PatternSet.ScanError(code: PatternSet.tooManyCandidates) }
         }
         return Self.resolveOverlaps(confirmed)
     }
