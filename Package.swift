@@ -130,6 +130,7 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
             ],
             path: "bench/upstream"
         ),
@@ -142,7 +143,10 @@ let package = Package(
         .testTarget(name: "PortalCoreTests", dependencies: ["PortalCore"]),
         .testTarget(name: "DLPTests", dependencies: ["DLP", "MCPWire", "PortalCore"]),
         .testTarget(name: "CodeModeTests", dependencies: ["CodeMode", "MCPWire", "PortalCore"]),
-        .testTarget(name: "UpstreamTests", dependencies: ["Upstream", .product(name: "NIOCore", package: "swift-nio")]),
+        .testTarget(
+            name: "UpstreamTests",
+            dependencies: ["Upstream", .product(name: "NIOCore", package: "swift-nio"), .product(name: "Logging", package: "swift-log")]
+        ),
         .testTarget(
             name: "GatewayTests",
             dependencies: ["Gateway", "PortalCore", "MCPWire", "Upstream", "DemoServers", "Storage", .product(name: "GRDB", package: "GRDB.swift")]
@@ -153,6 +157,7 @@ let package = Package(
                 "HTTPEdge",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
             ]
         ),
     ]

@@ -121,10 +121,13 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var state = State.idle
     private var date = HTTPDate()
     private var queued = CircularBuffer<HTTPServerRequestPart>()
-    /// The server is shutting down (graceful quiesce): Hummingbird's state
-    /// handler, after the lane, is told once the lane has nothing in hand,
-    /// so a request the lane is reading or answering is answered first.
+    /// The server is shutting down (graceful quiesce): nothing more is read
+    /// but the rest of a request already begun, and Hummingbird's state
+    /// handler, after the lane, is told once the lane has no request of its
+    /// own in hand (so that one is answered first). A request is never
+    /// started when its answer could not go out.
     private var quiescePending: Any?
+    private var quiescing = false
     /// An error read after the queued parts (a request that does not parse):
     /// it reaches Hummingbird, which answers 400 and closes, only once the
     /// requests before it are answered.
@@ -167,6 +170,7 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler {
             return
         }
         quiescePending = event
+        quiescing = true
         drain(context)
     }
 
@@ -187,7 +191,8 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     private var canTakeInput: Bool {
         switch state {
-        case .idle, .collecting, .passing(requestEnded: false): true
+        case .idle: !quiescing
+        case .collecting, .passing(requestEnded: false): true
         case .passing(requestEnded: true), .answering, .closing: false
         }
     }
@@ -266,8 +271,14 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler {
             switch state {
             case .collecting, .answering:
                 break // after the request the lane has in hand
-            case .idle, .passing, .closing:
-                // Hummingbird closes now when idle, or after the response it is writing.
+            case .passing:
+                // Hummingbird closes after the response it is writing: the
+                // lane starts nothing queued behind it (as for Connection: close).
+                quiescePending = nil
+                closeAfterPassing = true
+                context.fireUserInboundEventTriggered(event)
+            case .idle, .closing:
+                // Nothing in hand (what was read is answered): Hummingbird closes now.
                 quiescePending = nil
                 queued.removeAll()
                 context.fireUserInboundEventTriggered(event)

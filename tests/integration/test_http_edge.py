@@ -11,7 +11,7 @@ import re
 import anyio
 import pytest
 
-from harness import PortalProcess, http_client, mcp_session, raw_session, unique
+from harness import PortalProcess, http_client, mcp_session, raw_session, unique, wait_until
 
 
 def body_of(**fields) -> dict:
@@ -250,3 +250,35 @@ async def test_a_request_that_does_not_parse_is_refused_after_those_before_it(ma
     assert statuses == [200, 200, 400], received
     first = received.index(word.encode())
     assert first < received.index(b'"tools"') < received.index(b"HTTP/1.1 400"), received
+
+
+async def test_sigterm_while_the_route_answers_starts_nothing_pipelined_behind_it(make_peer, make_portal):
+    """SIGTERM while Hummingbird answers a call (a body over 64 KiB takes the
+    route): that call is answered, and a call pipelined behind it on the same
+    connection is never started, since its answer could not go out before
+    the connection closes. (A call that ran always has its answer.)"""
+    peer = make_peer()
+    portal = make_portal([{"id": "peer", "url": peer.url}], limits={"max_body_bytes": 1_000_000})
+    host, port = portal.base_url.removeprefix("http://").split(":")
+    async with raw_session(portal.url()) as raw, raw_session(portal.url()) as probe:
+        routed = _http_request(host, "/mcp", "POST", json.dumps(body_of(id=61, method="tools/call", params={
+            "name": "peer_slow", "arguments": {"seconds": 1.5}, "_meta": {"pad": "x" * 70_000}})).encode(), raw.headers())
+        behind = _http_request(host, "/mcp", "POST", json.dumps(body_of(id=62, method="tools/call", params={
+            "name": "peer_slow", "arguments": {"seconds": 0}})).encode(), raw.headers())
+
+        async def routed_call_started():
+            counts = (await probe.call("peer_cancelled_count"))["result"]["structuredContent"]
+            return counts["slow_started"] >= 1
+
+        with anyio.fail_after(30):
+            async with await anyio.connect_tcp(host, int(port)) as stream:
+                await stream.send(routed + behind)
+                await wait_until(routed_call_started, 10, "the peer to start the routed call")
+                async with anyio.create_task_group() as tasks:
+                    tasks.start_soon(anyio.to_thread.run_sync, portal.stop)
+                    received = await _read_until_closed(stream)
+    async with mcp_session(peer.url) as direct:
+        with anyio.fail_after(20):
+            counts = (await direct.call_tool("cancelled_count", {})).structured_content
+    assert b"slept 1.5" in received, received[-500:]
+    assert counts["slow_started"] == received.count(b"HTTP/1.1 200"), (counts, received[-500:])
