@@ -300,7 +300,11 @@ final class AnswerHandler: ChannelInboundHandler, @unchecked Sendable {
         written.futureResult.whenComplete { result in
             switch result {
             case .success: exchange.written = true
-            case .failure: self.failCurrent(HTTP1Pool.StaleConnection())
+            case .failure:
+                // Sent again on a new connection only when the server has said nothing yet.
+                self.failCurrent(exchange.receivedAnything
+                    ? HTTP1Pool.PoolError(description: "the connection failed while the request was being written")
+                    : HTTP1Pool.StaleConnection())
             }
         }
     }
