@@ -42,10 +42,20 @@ public final class HTTPTransport: MessageTransport, @unchecked Sendable {
         self.requestTimeout = .nanoseconds(Int64(requestTimeout.components.seconds) * 1_000_000_000 + requestTimeout.components.attoseconds / 1_000_000_000)
         self.url = url
         self.headers = headers
-        if let parsed = URL(string: url), parsed.scheme == "http", let host = parsed.host,
-           let head = Self.poolHead(host: host, port: parsed.port ?? 80, path: parsed.path, query: parsed.query, headers: headers) {
-            pool = HTTP1Pool(host: host, port: parsed.port ?? 80)
+        // The path and query as written (percent-encoded, a trailing slash
+        // kept); the host with an IPv6 address's brackets for Host, without
+        // them to connect.
+        if let parsed = URLComponents(string: url), parsed.scheme?.lowercased() == "http",
+           let host = parsed.percentEncodedHost, !host.isEmpty {
+            let port = parsed.port ?? 80
+            let address = host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
+            let head = Self.poolHead(host: host, port: port, path: parsed.percentEncodedPath, query: parsed.percentEncodedQuery, headers: headers)
             poolHead = head
+            pool = head == nil ? nil : HTTP1Pool(host: address, port: port)
+            if head == nil {
+                logger.warning("a configured header cannot be written as it is; this server's requests go through the general HTTP client",
+                               metadata: ["upstream.url": "\(Self.redacted(url))"])
+            }
         } else {
             pool = nil
             poolHead = nil

@@ -1,3 +1,4 @@
+import Logging
 import NIOCore
 import Testing
 @testable import Upstream
@@ -41,5 +42,23 @@ import Testing
         #expect(text == "POST / HTTP/1.1\r\nHost: 10.0.0.1\r\nAuthorization: Bearer t\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: 0\r\n\r\n")
         let hosted = try #require(HTTPTransport.poolHead(host: "10.0.0.1", port: 8080, path: "/mcp", query: nil, headers: ["Host": "tools.example"]))
         #expect(String(buffer: try #require(hosted.request(adding: [], body: [])).bytes).hasPrefix("POST /mcp HTTP/1.1\r\nHost: tools.example\r\nContent-Type"))
+    }
+
+    @Test func theURLIsSentAsWrittenAndAnIPv6HostKeepsItsBrackets() throws {
+        let logger = Logger(label: "test")
+        let encoded = HTTPTransport(url: "http://127.0.0.1:9000/a%20b/mcp/?x=%2F&y=1", mode: "streamable-http", headers: [:], logger: logger)
+        let request = try #require(encoded.poolRequest([], session: nil, version: nil))
+        #expect(String(buffer: request.bytes).hasPrefix("POST /a%20b/mcp/?x=%2F&y=1 HTTP/1.1\r\nHost: 127.0.0.1:9000\r\n"))
+        #expect(encoded.pool?.host == "127.0.0.1" && encoded.pool?.port == 9000)
+
+        let v6 = HTTPTransport(url: "http://[::1]:8080/mcp", mode: "auto", headers: [:], logger: logger)
+        #expect(String(buffer: try #require(v6.poolRequest([], session: nil, version: nil)).bytes).hasPrefix("POST /mcp HTTP/1.1\r\nHost: [::1]:8080\r\n"))
+        #expect(v6.pool?.host == "::1")
+
+        // A header that cannot be written safely: no fast path (the general client refuses it itself).
+        let unsafe = HTTPTransport(url: "http://127.0.0.1:9000/mcp", mode: "auto", headers: ["X-Key": "a\r\nb"], logger: logger)
+        #expect(unsafe.pool == nil && unsafe.poolRequest([], session: nil, version: nil) == nil)
+        // https never takes it.
+        #expect(HTTPTransport(url: "https://example.com/mcp", mode: "auto", headers: [:], logger: logger).pool == nil)
     }
 }
