@@ -21,7 +21,16 @@ public final class SQLiteStore: AuditStore, PinStore, Sendable {
             try db.execute(sql: "PRAGMA wal_autocheckpoint = 0")
         }
         pool = try DatabasePool(path: (folder as NSString).appendingPathComponent("portal.sqlite"), configuration: configuration)
+        let migrating = try pool.read { db in try !Self.migrator.hasCompletedMigrations(db) }
         try Self.migrator.migrate(pool)
+        if migrating {
+            // Automatic checkpoints are off: a migration that rewrote a table
+            // would otherwise leave a WAL as large as the table behind. (Best
+            // effort: another process reading may keep it from finishing.
+            // Only after a migration: the CLI opening the store while the
+            // portal runs must not hold the write lock any longer than it does.)
+            _ = try? pool.writeWithoutTransaction { db in try db.checkpoint(.truncate) }
+        }
         writer = BatchWriter(pool: pool)
     }
 
