@@ -15,6 +15,10 @@ public final class SQLiteStore: AuditStore, PinStore, Sendable {
     public init(folder: String) throws {
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         var configuration = Configuration()
+        // Another process may write now and then (`mcp-portal tools approve`,
+        // a CLI opening the store): a commit waits for it rather than failing
+        // (an audit record that cannot be written fails its call closed).
+        configuration.busyMode = .timeout(Self.busyTimeout)
         configuration.prepareDatabase { db in
             try db.execute(sql: "PRAGMA synchronous = NORMAL")
             // Checkpoints run on the audit writer's thread (BatchWriter), not inside a caller's commit.
@@ -33,6 +37,9 @@ public final class SQLiteStore: AuditStore, PinStore, Sendable {
         }
         writer = BatchWriter(pool: pool)
     }
+
+    /// How long a commit waits for another process's write to finish.
+    static let busyTimeout: TimeInterval = 2
 
     static var migrator: DatabaseMigrator {
         var migrator = DatabaseMigrator()

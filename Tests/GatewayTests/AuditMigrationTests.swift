@@ -53,3 +53,32 @@ import Testing
         #expect(schema.2 == ["audit_execution", "index_audit_on_time"])
     }
 }
+
+@Suite("Audit store and other writers") struct AuditOtherWriterTests {
+    /// Another process writing (the CLI approving a tool, say) holds the
+    /// database's write lock for a moment: a record made meanwhile waits for
+    /// it and lands, instead of failing (which would fail its call closed).
+    @Test func aRecordWaitsForAnotherWritersTransaction() async throws {
+        let folder = NSTemporaryDirectory() + "audit-busy-\(UUID().uuidString)"
+        let store = try SQLiteStore(folder: folder)
+        let other = try DatabaseQueue(path: folder + "/portal.sqlite")
+        let recorded = try await other.write { db -> Task<Result<Void, any Error>, Never> in
+            try db.execute(sql: "INSERT INTO tool_pin (server, tool, state, hash, definition) VALUES ('s', 't', 'pending', 'h', '{}')")
+            let record = Task { () -> Result<Void, any Error> in
+                do {
+                    try await store.record(AuditEvent(kind: .call, portal: "p", principal: "ada", tool: "during", outcome: .ok))
+                    return .success(())
+                } catch {
+                    return .failure(error)
+                }
+            }
+            // The other writer's transaction stays open a while, as a slow one would.
+            Thread.sleep(forTimeInterval: 0.2)
+            return record
+        }
+        if case .failure(let error) = await recorded.value { Issue.record("the record failed: \(error)") }
+        var query = AuditQuery()
+        query.tool = "during"
+        #expect(try await store.query(query).count == 1)
+    }
+}
