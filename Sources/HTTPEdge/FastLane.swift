@@ -261,8 +261,9 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler {
             case .closing:
                 pendingError = nil
             case .idle, .collecting, .passing(requestEnded: false):
-                // A request cut short by the error is Hummingbird's to refuse.
-                if case .collecting = state { state = .idle }
+                // A request cut short by the error is Hummingbird's to refuse;
+                // it answers 400 and closes: nothing more is answered here.
+                state = .closing
                 pendingError = nil
                 context.fireErrorCaught(error)
             }
@@ -277,11 +278,14 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 quiescePending = nil
                 closeAfterPassing = true
                 context.fireUserInboundEventTriggered(event)
-            case .idle, .closing:
+            case .idle:
                 // Nothing in hand (what was read is answered): Hummingbird closes now.
                 quiescePending = nil
-                queued.removeAll()
                 context.fireUserInboundEventTriggered(event)
+            case .closing:
+                // Closing already (after a Connection: close, or Hummingbird's
+                // 400 on its way): telling Hummingbird could cut that answer off.
+                quiescePending = nil
             }
         }
         if readPending, canTakeInput, queued.isEmpty {

@@ -12,12 +12,14 @@ import Testing
         typealias InboundIn = HTTPServerRequestPart
         var requests: [String] = []
         var quiesced = false
+        var errors = 0
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
             if case .head(let head) = unwrapInboundIn(data) { requests.append(head.uri) }
         }
         func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
             if event is ChannelShouldQuiesceEvent { quiesced = true }
         }
+        func errorCaught(context: ChannelHandlerContext, error: any Error) { errors += 1 }
     }
 
     func pipeline() throws -> (EmbeddedChannel, Hummingbird) {
@@ -69,5 +71,17 @@ import Testing
         channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
         #expect(hummingbird.quiesced)
         _ = try channel.finish()
+    }
+
+    /// A request that does not parse goes to Hummingbird, which answers 400
+    /// and closes; a shutdown right after is not passed on, so it cannot
+    /// close the connection before that answer is written.
+    @Test func aShutdownDoesNotCutOffTheAnswerToARequestThatDidNotParse() throws {
+        let (channel, hummingbird) = try pipeline()
+        channel.pipeline.fireErrorCaught(HTTPParserError.invalidMethod)
+        channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
+        #expect(hummingbird.errors == 1)
+        #expect(!hummingbird.quiesced)
+        _ = try? channel.finish()
     }
 }
