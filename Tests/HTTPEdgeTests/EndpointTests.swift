@@ -131,6 +131,20 @@ struct EndpointTests {
         }
     }
 
+    /// A session idle past the limit is swept: its next request is a 404
+    /// (-32001), while a session used within the limit stays.
+    @Test func anExpiredSessionIs404() async throws {
+        try await withPortal { portal, client in
+            let session = try await open(client)
+            #expect(portal.registry.expire(idle: .seconds(3600)).isEmpty)
+            #expect(try await post(client, #"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#, session: session).status == .ok)
+            #expect(portal.registry.expire(idle: .zero).map(\.edge.id) == [session])
+            let after = try await post(client, #"{"jsonrpc":"2.0","id":3,"method":"tools/list"}"#, session: session)
+            #expect(after.status == .notFound)
+            #expect(try parse(after)["error"]?["code"] == .int(-32001))
+        }
+    }
+
     @Test func unknownPortalIs404() async throws {
         try await withPortal { _, client in
             let response = try await post(client, initialize.replacingOccurrences(of: "VERSION", with: "2025-11-25"), session: nil, path: "/nope/mcp")
