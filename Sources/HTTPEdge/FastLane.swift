@@ -113,7 +113,8 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler {
         /// Hummingbird has the request until its response ends.
         case passing(requestEnded: Bool)
         case answering(Answer)
-        /// A request asked to close the connection: nothing after it is read.
+        /// The connection is ending (a request asked to close it, a request
+        /// did not parse, the channel went inactive): nothing more is started.
         case closing
     }
 
@@ -128,6 +129,13 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// started when its answer could not go out.
     private var quiescePending: Any?
     private var quiescing = false
+    /// The client closed its side after sending (half-close): Hummingbird is
+    /// told once everything read before it is answered, since it ends its
+    /// request stream (and then the connection) when told.
+    private var inputClosedPending: Any?
+    /// A request that did not parse went to Hummingbird: once its answer
+    /// (400) is written, the connection is closed here.
+    private var awaitingErrorAnswer = false
     /// An error read after the queued parts (a request that does not parse):
     /// it reaches Hummingbird, which answers 400 and closes, only once the
     /// requests before it are answered.
@@ -143,13 +151,23 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
 
-    /// The connection is gone (Hummingbird's state handler does not pass
-    /// channelInactive on): a stream being answered is detached, so its
-    /// events wait in the session's buffer for a resume.
+    /// The connection is gone: a stream being answered is detached, so its
+    /// events wait in the session's buffer for a resume, and nothing queued
+    /// is started (handlers are removed a loop turn after this).
+    func channelInactive(context: ChannelHandlerContext) {
+        endConnection()
+        context.fireChannelInactive()
+    }
+
     func handlerRemoved(context: ChannelHandlerContext) {
+        endConnection()
+        self.context = nil
+    }
+
+    private func endConnection() {
         if case .answering(let answer) = state { answer.edge.detach(answer.stream, token: answer.token) }
         state = .closing
-        self.context = nil
+        queued.removeAll()
     }
 
     // MARK: Inbound
@@ -165,13 +183,16 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        guard event is ChannelShouldQuiesceEvent else {
+        if event is ChannelShouldQuiesceEvent {
+            quiescePending = event
+            quiescing = true
+            drain(context)
+        } else if let channelEvent = event as? ChannelEvent, channelEvent == .inputClosed {
+            inputClosedPending = event
+            drain(context)
+        } else {
             context.fireUserInboundEventTriggered(event)
-            return
         }
-        quiescePending = event
-        quiescing = true
-        drain(context)
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
@@ -211,6 +232,10 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 if case .end = part { state = .passing(requestEnded: true) }
                 context.fireChannelRead(wrapInboundOut(part))
                 fired = true
+            case .idle where quiescing:
+                // Shutting down: what has not started yet never starts (as in
+                // Hummingbird); the client may send it again elsewhere.
+                queued.removeAll()
             case .idle:
                 queued.removeFirst()
                 if case .head(let head) = part, let target = lane.target(of: head) {
@@ -262,8 +287,9 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 pendingError = nil
             case .idle, .collecting, .passing(requestEnded: false):
                 // A request cut short by the error is Hummingbird's to refuse;
-                // it answers 400 and closes: nothing more is answered here.
+                // it answers 400, and the connection closes after that.
                 state = .closing
+                awaitingErrorAnswer = true
                 pendingError = nil
                 context.fireErrorCaught(error)
             }
@@ -283,9 +309,25 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 quiescePending = nil
                 context.fireUserInboundEventTriggered(event)
             case .closing:
-                // Closing already (after a Connection: close, or Hummingbird's
-                // 400 on its way): telling Hummingbird could cut that answer off.
+                // Ending already: telling Hummingbird could cut its 400 off.
+                // Once that is written the connection closes; if none is
+                // coming, it closes now.
                 quiescePending = nil
+                if !awaitingErrorAnswer { context.close(promise: nil) }
+            }
+        }
+        if let event = inputClosedPending, queued.isEmpty {
+            switch state {
+            case .answering, .passing(requestEnded: true):
+                break // after the answer in progress
+            case .collecting:
+                // A request the client never finished: dropped.
+                state = .idle
+                inputClosedPending = nil
+                context.fireUserInboundEventTriggered(event)
+            case .idle, .passing(requestEnded: false), .closing:
+                inputClosedPending = nil
+                context.fireUserInboundEventTriggered(event)
             }
         }
         if readPending, canTakeInput, queued.isEmpty {
@@ -374,9 +416,10 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private func streamEnded(call: Int) {
         guard let answer = current(call), let context else { return }
         if answer.started {
-            if context.channel.isWritable {
-                for event in answer.backlog { context.write(wrapOutboundOut(.body(.byteBuffer(event.bytes))), promise: nil) }
-            }
+            // All of it, writable or not (at most backlogLimit events): the
+            // response itself may be among them.
+            for event in answer.backlog { context.write(wrapOutboundOut(.body(.byteBuffer(event.bytes))), promise: nil) }
+            answer.backlog = []
             context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
         } else {
             writeJSON(.error(id: answer.requestID, .internalError("the request ended without an answer")), status: .internalServerError, context: context)
@@ -412,6 +455,13 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler {
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let part = unwrapOutboundIn(data)
         context.write(data, promise: promise)
+        if case .end = part, case .closing = state, awaitingErrorAnswer {
+            // The answer to a request that did not parse: the last one.
+            awaitingErrorAnswer = false
+            context.flush()
+            context.close(promise: nil)
+            return
+        }
         // Hummingbird finished its response: the next request may go.
         if case .end = part, case .passing = state {
             guard !closeAfterPassing else {

@@ -12,12 +12,14 @@ import Testing
         typealias InboundIn = HTTPServerRequestPart
         var requests: [String] = []
         var quiesced = false
+        var inputClosed = false
         var errors = 0
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
             if case .head(let head) = unwrapInboundIn(data) { requests.append(head.uri) }
         }
         func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
             if event is ChannelShouldQuiesceEvent { quiesced = true }
+            if let event = event as? ChannelEvent, event == .inputClosed { inputClosed = true }
         }
         func errorCaught(context: ChannelHandlerContext, error: any Error) { errors += 1 }
     }
@@ -73,15 +75,81 @@ import Testing
         _ = try channel.finish()
     }
 
-    /// A request that does not parse goes to Hummingbird, which answers 400
-    /// and closes; a shutdown right after is not passed on, so it cannot
-    /// close the connection before that answer is written.
+    func answer(_ channel: EmbeddedChannel, _ status: HTTPResponseStatus = .ok) throws {
+        try channel.writeOutbound(HTTPServerResponsePart.head(HTTPResponseHead(version: .http1_1, status: status)))
+        try channel.writeOutbound(HTTPServerResponsePart.end(nil))
+    }
+
+    /// A request that does not parse goes to Hummingbird, which answers 400;
+    /// a shutdown meanwhile is not passed on (it could cut that answer off),
+    /// and the connection closes once the 400 is written.
     @Test func aShutdownDoesNotCutOffTheAnswerToARequestThatDidNotParse() throws {
         let (channel, hummingbird) = try pipeline()
         channel.pipeline.fireErrorCaught(HTTPParserError.invalidMethod)
         channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
         #expect(hummingbird.errors == 1)
         #expect(!hummingbird.quiesced)
+        #expect(channel.isActive)
+        try answer(channel, .badRequest)
+        #expect(!channel.isActive)
+    }
+
+    /// The same without a shutdown: the 400 is the connection's last answer.
+    @Test func theAnswerToARequestThatDidNotParseClosesTheConnection() throws {
+        let (channel, _) = try pipeline()
+        channel.pipeline.fireErrorCaught(HTTPParserError.invalidMethod)
+        try answer(channel, .badRequest)
+        #expect(!channel.isActive)
+    }
+
+    /// A shutdown while the lane reads a request of its own waits for it;
+    /// what was pipelined behind is not started.
+    @Test func aShutdownWaitsForTheRequestTheLaneIsReading() throws {
+        let (channel, hummingbird) = try pipeline()
+        let laneRequest = HTTPRequestHead(version: .http1_1, method: .POST, uri: "/mcp",
+                                          headers: ["Mcp-Session-Id": "no-such-session", "Content-Type": "application/json"])
+        try channel.writeInbound(HTTPServerRequestPart.head(laneRequest))
+        channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
+        #expect(!hummingbird.quiesced) // the lane has the request in hand
+        try channel.writeInbound(HTTPServerRequestPart.body(ByteBuffer(string: #"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#)))
+        try channel.writeInbound(HTTPServerRequestPart.end(nil))
+        // Not admitted (no such session): Hummingbird refuses it, and is told now.
+        #expect(hummingbird.requests == ["/mcp"])
+        #expect(hummingbird.quiesced)
+        try channel.writeInbound(get("/second"))
+        try channel.writeInbound(HTTPServerRequestPart.end(nil))
+        try answer(channel, .notFound)
+        #expect(hummingbird.requests == ["/mcp"])
+        #expect(!channel.isActive)
+    }
+
+    /// Once the connection is gone, nothing queued is started (handlers
+    /// are removed a loop turn later).
+    @Test func nothingStartsAfterTheConnectionWentInactive() throws {
+        let (channel, hummingbird) = try pipeline()
+        try channel.writeInbound(get("/first"))
+        try channel.writeInbound(HTTPServerRequestPart.end(nil))
+        try channel.writeInbound(get("/second"))
+        channel.pipeline.fireChannelInactive()
+        try answer(channel)
+        #expect(hummingbird.requests == ["/first"])
+    }
+
+    /// A client that half-closes after pipelining gets every answer:
+    /// Hummingbird hears of the closed input only after the last request.
+    @Test func aHalfCloseWaitsForTheRequestsReadBeforeIt() throws {
+        let (channel, hummingbird) = try pipeline()
+        try channel.writeInbound(get("/first"))
+        try channel.writeInbound(HTTPServerRequestPart.end(nil))
+        try channel.writeInbound(get("/second"))
+        try channel.writeInbound(HTTPServerRequestPart.end(nil))
+        channel.pipeline.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
+        #expect(!hummingbird.inputClosed)
+        try answer(channel)
+        #expect(hummingbird.requests == ["/first", "/second"])
+        #expect(!hummingbird.inputClosed)
+        try answer(channel)
+        #expect(hummingbird.inputClosed)
         _ = try? channel.finish()
     }
 }
