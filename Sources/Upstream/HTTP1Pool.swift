@@ -347,7 +347,9 @@ final class AnswerHandler: ChannelInboundHandler, @unchecked Sendable {
             } else if let head = exchange.head {
                 exchange.answer(.complete(head, exchange.body ?? ByteBuffer()))
             }
-            if keepAlive { exchange.pool.release(exchange.connection) } else { context.close(promise: nil) }
+            // A server that answered before the whole request was written
+            // leaves the connection mid-request: it is not reused.
+            if keepAlive, exchange.written { exchange.pool.release(exchange.connection) } else { context.close(promise: nil) }
         }
     }
 
