@@ -12,13 +12,25 @@ public final class SQLiteStore: AuditStore, PinStore, Sendable {
     let writer: BatchWriter
 
     /// Opens (and creates or migrates) `folder/portal.sqlite`.
-    public init(folder: String) throws {
+    public convenience init(folder: String) throws {
+        try self.init(folder: folder, whileBusy: nil)
+    }
+
+    /// `whileBusy` runs each time a commit finds another writer's lock and
+    /// waits (tests wait on it).
+    init(folder: String, whileBusy: (@Sendable () -> Void)?) throws {
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         var configuration = Configuration()
         // Another process may write now and then (`mcp-portal tools approve`,
         // a CLI opening the store): a commit waits for it rather than failing
         // (an audit record that cannot be written fails its call closed).
-        configuration.busyMode = .timeout(Self.busyTimeout)
+        // Waits in 1 ms steps, up to `busyTimeout`.
+        configuration.busyMode = .callback { tries in
+            whileBusy?()
+            guard Double(tries) < Self.busyTimeout * 1000 else { return false }
+            usleep(1000)
+            return true
+        }
         configuration.prepareDatabase { db in
             try db.execute(sql: "PRAGMA synchronous = NORMAL")
             // Checkpoints run on the audit writer's thread (BatchWriter), not inside a caller's commit.

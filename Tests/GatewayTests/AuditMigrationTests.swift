@@ -60,9 +60,12 @@ import Testing
     /// it and lands, instead of failing (which would fail its call closed).
     @Test func aRecordWaitsForAnotherWritersTransaction() async throws {
         let folder = NSTemporaryDirectory() + "audit-busy-\(UUID().uuidString)"
-        let store = try SQLiteStore(folder: folder)
+        // The other writer holds its transaction until the record has found
+        // the lock taken and is waiting (or 10 s, when it does not wait).
+        let waiting = DispatchSemaphore(value: 0)
+        let store = try SQLiteStore(folder: folder, whileBusy: { waiting.signal() })
         let other = try DatabaseQueue(path: folder + "/portal.sqlite")
-        let recorded = try await other.write { db -> Task<Result<Void, any Error>, Never> in
+        let recorded = try await other.write { db -> (Task<Result<Void, any Error>, Never>, DispatchTimeoutResult) in
             try db.execute(sql: "INSERT INTO tool_pin (server, tool, state, hash, definition) VALUES ('s', 't', 'pending', 'h', '{}')")
             let record = Task { () -> Result<Void, any Error> in
                 do {
@@ -72,11 +75,10 @@ import Testing
                     return .failure(error)
                 }
             }
-            // The other writer's transaction stays open a while, as a slow one would.
-            Thread.sleep(forTimeInterval: 0.2)
-            return record
+            return (record, waiting.wait(timeout: .now() + 10))
         }
-        if case .failure(let error) = await recorded.value { Issue.record("the record failed: \(error)") }
+        #expect(recorded.1 == .success, "the record never waited for the lock")
+        if case .failure(let error) = await recorded.0.value { Issue.record("the record failed: \(error)") }
         var query = AuditQuery()
         query.tool = "during"
         #expect(try await store.query(query).count == 1)
