@@ -36,6 +36,20 @@ import Testing
 
     func get(_ uri: String) -> HTTPServerRequestPart { .head(HTTPRequestHead(version: .http1_1, method: .GET, uri: uri)) }
 
+    /// Whole GET requests, pipelined.
+    func send(_ channel: EmbeddedChannel, _ uris: String...) throws {
+        for uri in uris {
+            try channel.writeInbound(get(uri))
+            try channel.writeInbound(HTTPServerRequestPart.end(nil))
+        }
+    }
+
+    /// Hummingbird's response to the request it has.
+    func answer(_ channel: EmbeddedChannel, _ status: HTTPResponseStatus = .ok) throws {
+        try channel.writeOutbound(HTTPServerResponsePart.head(HTTPResponseHead(version: .http1_1, status: status)))
+        try channel.writeOutbound(HTTPServerResponsePart.end(nil))
+    }
+
     /// Shutdown while Hummingbird has a request: it is told at once (it
     /// closes after that response), and a request pipelined behind is not
     /// started, since its answer could not go out.
@@ -45,10 +59,8 @@ import Testing
         channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
         #expect(hummingbird.quiesced)
         try channel.writeInbound(HTTPServerRequestPart.end(nil))
-        try channel.writeInbound(get("/second"))
-        try channel.writeInbound(HTTPServerRequestPart.end(nil))
-        try channel.writeOutbound(HTTPServerResponsePart.head(HTTPResponseHead(version: .http1_1, status: .ok)))
-        try channel.writeOutbound(HTTPServerResponsePart.end(nil))
+        try send(channel, "/second")
+        try answer(channel)
         #expect(hummingbird.requests == ["/first"])
         #expect(!channel.isActive)
     }
@@ -56,12 +68,9 @@ import Testing
     /// Without a shutdown the same pipelined request is passed on in turn.
     @Test func aPipelinedRequestIsPassedOnAfterTheOneBefore() throws {
         let (channel, hummingbird) = try pipeline()
-        try channel.writeInbound(get("/first"))
-        try channel.writeInbound(HTTPServerRequestPart.end(nil))
-        try channel.writeInbound(get("/second"))
+        try send(channel, "/first", "/second")
         #expect(hummingbird.requests == ["/first"])
-        try channel.writeOutbound(HTTPServerResponsePart.head(HTTPResponseHead(version: .http1_1, status: .ok)))
-        try channel.writeOutbound(HTTPServerResponsePart.end(nil))
+        try answer(channel)
         #expect(hummingbird.requests == ["/first", "/second"])
         #expect(channel.isActive)
         _ = try channel.finish()
@@ -73,11 +82,6 @@ import Testing
         channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
         #expect(hummingbird.quiesced)
         _ = try channel.finish()
-    }
-
-    func answer(_ channel: EmbeddedChannel, _ status: HTTPResponseStatus = .ok) throws {
-        try channel.writeOutbound(HTTPServerResponsePart.head(HTTPResponseHead(version: .http1_1, status: status)))
-        try channel.writeOutbound(HTTPServerResponsePart.end(nil))
     }
 
     /// A request that does not parse goes to Hummingbird, which answers 400;
@@ -116,8 +120,7 @@ import Testing
         // Not admitted (no such session): Hummingbird refuses it, and is told now.
         #expect(hummingbird.requests == ["/mcp"])
         #expect(hummingbird.quiesced)
-        try channel.writeInbound(get("/second"))
-        try channel.writeInbound(HTTPServerRequestPart.end(nil))
+        try send(channel, "/second")
         try answer(channel, .notFound)
         #expect(hummingbird.requests == ["/mcp"])
         #expect(!channel.isActive)
@@ -127,9 +130,7 @@ import Testing
     /// are removed a loop turn later).
     @Test func nothingStartsAfterTheConnectionWentInactive() throws {
         let (channel, hummingbird) = try pipeline()
-        try channel.writeInbound(get("/first"))
-        try channel.writeInbound(HTTPServerRequestPart.end(nil))
-        try channel.writeInbound(get("/second"))
+        try send(channel, "/first", "/second")
         channel.pipeline.fireChannelInactive()
         try answer(channel)
         #expect(hummingbird.requests == ["/first"])
@@ -139,10 +140,7 @@ import Testing
     /// Hummingbird hears of the closed input only after the last request.
     @Test func aHalfCloseWaitsForTheRequestsReadBeforeIt() throws {
         let (channel, hummingbird) = try pipeline()
-        try channel.writeInbound(get("/first"))
-        try channel.writeInbound(HTTPServerRequestPart.end(nil))
-        try channel.writeInbound(get("/second"))
-        try channel.writeInbound(HTTPServerRequestPart.end(nil))
+        try send(channel, "/first", "/second")
         channel.pipeline.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
         #expect(!hummingbird.inputClosed)
         try answer(channel)
