@@ -45,18 +45,11 @@ struct FastLane: Sendable {
         return Target(portal: String(decoding: prefix.dropFirst(), as: UTF8.self))
     }
 
-    /// Whether a request asks for its connection to close after the answer
-    /// (a `close` token in any Connection header).
-    static func closes(_ head: HTTPRequestHead) -> Bool {
-        guard var connection = head.headers[field: .connection] else { return false }
-        return connection.withUTF8 { bytes in
-            bytes.split(separator: UInt8(ascii: ",")).contains { token in
-                let trimmed = token.drop { $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") }
-                let end = trimmed.lastIndex { $0 != UInt8(ascii: " ") && $0 != UInt8(ascii: "\t") }
-                return end.map { trimmed[...$0].count == 5 && trimmed[...$0].startsWithASCIICaseInsensitive("close") } ?? false
-            }
-        }
-    }
+    /// Whether the connection ends after this request's answer: a `close`
+    /// token in Connection (in any spelling), or HTTP/1.0 without keep-alive.
+    /// (Hummingbird itself closes only on exactly `Connection: close`; the
+    /// lane closes in the other cases.)
+    static func closes(_ head: HTTPRequestHead) -> Bool { !head.isKeepAlive }
 
     /// The request to run, or nil when the route should have it.
     func admit(_ target: Target, head: HTTPRequestHead, body: [UInt8]) -> (JSONRPCMessage, SessionRegistry.Entry)? {

@@ -407,17 +407,8 @@ extension HTTPFields: RequestHeaders {
 
 extension HTTPHeaders: RequestHeaders {
     subscript(field name: HTTPField.Name) -> String? {
-        var joined: String?
-        var wanted = name.canonicalName  // lowercase
-        wanted.withUTF8 { wanted in
-            for (key, value) in self where key.utf8.count == wanted.count {
-                var key = key
-                if key.withUTF8({ $0.startsWithASCIICaseInsensitive(wanted) }) {
-                    joined = joined.map { "\($0), \(value)" } ?? value
-                }
-            }
-        }
-        return joined
+        let values = self[name.canonicalName]  // NIO's case-insensitive lookup
+        return values.count > 1 ? values.joined(separator: ", ") : values.first
     }
 }
 
@@ -440,10 +431,7 @@ extension Collection<UInt8> {
     /// ASCII case. Header checks on the hot path, without Foundation; on
     /// contiguous bytes (`String.withUTF8`), not a String's UTF8View.
     func startsWithASCIICaseInsensitive(_ prefix: StaticString) -> Bool {
-        startsWithASCIICaseInsensitive(UnsafeBufferPointer(start: prefix.utf8Start, count: prefix.utf8CodeUnitCount))
-    }
-
-    func startsWithASCIICaseInsensitive(_ prefix: some Collection<UInt8>) -> Bool {
+        let prefix = UnsafeBufferPointer(start: prefix.utf8Start, count: prefix.utf8CodeUnitCount)
         guard count >= prefix.count else { return false }
         var index = startIndex
         for byte in prefix {

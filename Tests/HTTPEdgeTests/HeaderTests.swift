@@ -38,7 +38,9 @@ import Testing
         #expect(FastLane.closes(head) == closes)
     }
 
-    @Test func noConnectionHeaderKeepsTheConnection() {
+    @Test func noConnectionHeaderKeepsTheConnectionOnlyInHTTP11() {
         #expect(!FastLane.closes(HTTPRequestHead(version: .http1_1, method: .POST, uri: "/mcp")))
+        #expect(FastLane.closes(HTTPRequestHead(version: .http1_0, method: .POST, uri: "/mcp")))
+        #expect(!FastLane.closes(HTTPRequestHead(version: .http1_0, method: .POST, uri: "/mcp", headers: ["Connection": "keep-alive"])))
     }
 }
