@@ -24,15 +24,25 @@ extension JSON {
     }
 
     static func serializedCount(of string: String) -> Int {
-        var count = 2
-        for byte in string.utf8 {
-            switch byte {
-            case UInt8(ascii: "\""), UInt8(ascii: "\\"), 0x0A, 0x0D, 0x09: count += 2
-            case 0..<0x20: count += 6
-            default: count += 1
-            }
+        string.utf8.reduce(2) { count, byte in count + (!isEscaped(byte) ? 1 : shortEscape(byte) == nil ? 6 : 2) }
+    }
+
+    /// The bytes a JSON string holds escaped: quote, backslash, controls.
+    @inline(__always)
+    static func isEscaped(_ byte: UInt8) -> Bool { byte < 0x20 || byte == 0x22 || byte == 0x5C }
+
+    /// The letter after the backslash for the bytes escaped in two
+    /// characters; the other escaped bytes are written as \u00XX.
+    @inline(__always)
+    static func shortEscape(_ byte: UInt8) -> UInt8? {
+        switch byte {
+        case UInt8(ascii: "\""): UInt8(ascii: "\"")
+        case UInt8(ascii: "\\"): UInt8(ascii: "\\")
+        case 0x0A: UInt8(ascii: "n")
+        case 0x0D: UInt8(ascii: "r")
+        case 0x09: UInt8(ascii: "t")
+        default: nil
         }
-        return count
     }
 
     public func write(to out: inout [UInt8]) {
@@ -65,17 +75,17 @@ extension JSON {
     public static func writeString(_ string: String, to out: inout [UInt8]) {
         out.append(UInt8(ascii: "\""))
         for byte in string.utf8 {
-            switch byte {
-            case UInt8(ascii: "\""): out.append(0x5C); out.append(0x22)
-            case UInt8(ascii: "\\"): out.append(0x5C); out.append(0x5C)
-            case 0x0A: out.append(0x5C); out.append(UInt8(ascii: "n"))
-            case 0x0D: out.append(0x5C); out.append(UInt8(ascii: "r"))
-            case 0x09: out.append(0x5C); out.append(UInt8(ascii: "t"))
-            case 0..<0x20:
+            guard isEscaped(byte) else {
+                out.append(byte)
+                continue
+            }
+            if let letter = shortEscape(byte) {
+                out.append(0x5C)
+                out.append(letter)
+            } else {
                 out.append(contentsOf: Array("\\u00".utf8))
                 out.append(hexDigits[Int(byte >> 4)])
                 out.append(hexDigits[Int(byte & 0xF)])
-            default: out.append(byte)
             }
         }
         out.append(UInt8(ascii: "\""))

@@ -23,6 +23,9 @@ struct JSONTests {
         let nested: JSON = ["k\"ey": value, "list": [.null, .bool(true), .bool(false), .number("-1.5e3"), [:], []]]
         #expect(nested.serializedCount == nested.serialized().count)
         #expect(value.serializedCount == value.serialized().count)
+        let controls = JSON.string("a\rb\u{1F}\u{7F}é")
+        #expect(controls.text == "\"a\\rb\\u001f\u{7F}é\"")
+        #expect(controls.serializedCount == controls.serialized().count)
     }
 
     @Test("bad JSON is an error with an offset", arguments: [
