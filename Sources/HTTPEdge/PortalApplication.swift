@@ -29,7 +29,12 @@ public final class PortalApplication: Sendable {
         self.config = config
         self.logger = logger
         PortalApplication.bootstrapMetrics()
-        store = try SQLiteStore(folder: config.storage.path)
+        store = try SQLiteStore(folder: config.storage.path, writer: .journal)
+        if store.recovered.records > 0 || store.recovered.droppedBytes > 0 {
+            logger.warning("audit journal recovered", metadata: [
+                "records": "\(store.recovered.records)", "droppedBytes": "\(store.recovered.droppedBytes)",
+            ])
+        }
         var builtins: [String: any MCPMessageHandler] = [:]
         for server in config.servers {
             guard case .builtin(let name) = server.transport else { continue }
@@ -123,6 +128,8 @@ public final class PortalApplication: Sendable {
                 entry.edge.closeStreams()
                 await entry.portal.close()
             }
+            // Everything is answered: what the journal holds goes into SQLite.
+            app.store.close()
         }
     }
 

@@ -4,27 +4,43 @@ import GRDBSQLite
 import PortalCore
 
 /// The embedded store: one SQLite database in WAL mode holding audit records
-/// and tool pins. Audit writes are batched: while one transaction commits,
-/// new records queue up and go in the next, and each caller returns when its
-/// own record is committed.
+/// and tool pins, and, for a serving portal, the audit journal in front of it
+/// (see ``AuditJournal``): a portal's records are committed by appending them
+/// to the journal, and SQLite is filled behind it in batches.
 public final class SQLiteStore: AuditStore, PinStore, Sendable {
+    /// How audit records are committed.
+    public enum Writer: Sendable {
+        /// A serving portal: each record is appended to the journal, its
+        /// commit point, and imported into SQLite in batches off the event
+        /// loops. One portal per storage folder (it locks the journal).
+        case journal
+        /// Commands (`tools approve`, `audit`): each record commits to
+        /// SQLite itself. Queries import a running portal's journal first.
+        case direct
+    }
+
     let pool: DatabasePool
-    let writer: BatchWriter
+    let journalPath: String
+    let importer: JournalImporter?
+    /// Records a portal found in its journal at open (left by a process
+    /// that ended before importing them) and imported, and the bytes of
+    /// a record cut short at its end (a crash of the machine mid-write)
+    /// that were dropped.
+    public let recovered: (records: Int, droppedBytes: Int64)
 
     /// Opens (and creates or migrates) `folder/portal.sqlite`.
-    public convenience init(folder: String) throws {
-        try self.init(folder: folder, whileBusy: nil)
+    public convenience init(folder: String, writer: Writer = .direct) throws {
+        try self.init(folder: folder, writer: writer, whileBusy: nil)
     }
 
     /// `whileBusy` runs each time a commit finds another writer's lock and
     /// waits (tests wait on it).
-    init(folder: String, whileBusy: (@Sendable () -> Void)?) throws {
+    init(folder: String, writer: Writer, whileBusy: (@Sendable () -> Void)?) throws {
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         var configuration = Configuration()
         // Another process may write now and then (`mcp-portal tools approve`,
-        // a CLI opening the store): a commit waits for it rather than failing
-        // (an audit record that cannot be written fails its call closed).
-        // Waits in 1 ms steps, up to `busyTimeout`.
+        // a CLI importing the journal): a commit waits for it rather than
+        // failing. Waits in 1 ms steps, up to `busyTimeout`.
         configuration.busyMode = .callback { tries in
             whileBusy?()
             guard Double(tries) < Self.busyTimeout * 1000 else { return false }
@@ -33,10 +49,11 @@ public final class SQLiteStore: AuditStore, PinStore, Sendable {
         }
         configuration.prepareDatabase { db in
             try db.execute(sql: "PRAGMA synchronous = NORMAL")
-            // Checkpoints run on the audit writer's thread (BatchWriter), not inside a caller's commit.
+            // Checkpoints run on the importer's thread, never inside another commit.
             try db.execute(sql: "PRAGMA wal_autocheckpoint = 0")
         }
         pool = try DatabasePool(path: (folder as NSString).appendingPathComponent("portal.sqlite"), configuration: configuration)
+        journalPath = (folder as NSString).appendingPathComponent(AuditJournal.fileName)
         let migrating = try pool.read { db in try !Self.migrator.hasCompletedMigrations(db) }
         try Self.migrator.migrate(pool)
         if migrating {
@@ -47,7 +64,31 @@ public final class SQLiteStore: AuditStore, PinStore, Sendable {
             // portal runs must not hold the write lock any longer than it does.)
             _ = try? pool.writeWithoutTransaction { db in try db.checkpoint(.truncate) }
         }
-        writer = BatchWriter(pool: pool)
+        switch writer {
+        case .direct:
+            importer = nil
+            recovered = (0, 0)
+        case .journal:
+            let journal = try AuditJournal(folder: folder)
+            let importer = JournalImporter(journal: journal, pool: pool)
+            // What an earlier process appended and did not import goes in
+            // first; a record cut short at the end is dropped, so new ones
+            // follow whole ones.
+            let (records, tail) = try importer.importAll()
+            let dropped = tail.generation == nil ? 0 : tail.fileLength - tail.end
+            if dropped > 0 { try journal.cut(to: tail.end) }
+            self.importer = importer
+            recovered = (records, dropped)
+        }
+    }
+
+    /// Imports what is left in the journal and releases it (a portal
+    /// shutting down; another may then open the folder). Records made
+    /// afterwards fail.
+    public func close() {
+        guard let importer else { return }
+        importer.stop()
+        importer.journal.close()
     }
 
     /// How long a commit waits for another process's write to finish.
@@ -114,25 +155,75 @@ public final class SQLiteStore: AuditStore, PinStore, Sendable {
             try db.execute(sql: "CREATE INDEX index_audit_on_time ON audit(time)")
             try db.execute(sql: "CREATE INDEX audit_execution ON audit(execution_id) WHERE execution_id IS NOT NULL")
         }
+        migrator.registerMigration("v5: audit journal") { db in
+            // How far the journal's current generation has been imported.
+            try db.execute(sql: """
+                CREATE TABLE audit_journal (id INTEGER PRIMARY KEY CHECK (id = 1), generation INTEGER, imported INTEGER NOT NULL);
+                INSERT INTO audit_journal (id, generation, imported) VALUES (1, NULL, 0);
+                """)
+        }
         return migrator
     }
 
     // MARK: AuditStore
 
+    /// Returns once the record is committed: appended to the journal (a
+    /// portal), or in SQLite (commands).
     public func record(_ event: AuditEvent) async throws {
-        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-            writer.append(event) { error in
-                if let error { continuation.resume(throwing: error) } else { continuation.resume() }
-            }
+        guard let importer else {
+            return try await pool.write { db in try Self.insert([event], db) }
+        }
+        try append(event, importer)
+    }
+
+    /// A portal's record is appended at once, and `completion` runs on the
+    /// caller's thread before this returns.
+    public func record(_ event: AuditEvent, completion: @escaping @Sendable ((any Error)?) -> Void) {
+        guard let importer else {
+            return pool.asyncWrite({ db in try Self.insert([event], db) }, completion: { _, result in
+                if case .failure(let error) = result { completion(error) } else { completion(nil) }
+            })
+        }
+        do {
+            try append(event, importer)
+            completion(nil)
+        } catch {
+            completion(error)
         }
     }
 
-    public func record(_ event: AuditEvent, completion: @escaping @Sendable ((any Error)?) -> Void) {
-        writer.append(event, completion: completion)
+    private func append(_ event: AuditEvent, _ importer: JournalImporter) throws {
+        try importer.journal.append(event)
+        importer.startIfNeeded()
+    }
+
+    /// Imports every whole record in the journal (a running portal's, or
+    /// one left behind) so queries see every committed record.
+    public func importJournal() async throws {
+        while true {
+            let tail = try await pool.write { db in try Self.importJournal(db, path: self.journalPath) }
+            importer?.journal.imported(tail)
+            if tail.events.isEmpty || tail.end >= tail.fileLength { return }
+        }
+    }
+
+    /// One import inside the caller's write transaction: the records after
+    /// the offset saved for the journal's generation go in, and the offset
+    /// moves past them, together.
+    static func importJournal(_ db: Database, path: String) throws -> JournalTail {
+        let row = try Row.fetchOne(db, sql: "SELECT generation, imported FROM audit_journal WHERE id = 1")
+        let generation = (row?["generation"] as Int64?).map { UInt64(bitPattern: $0) }
+        let tail = try JournalTail.read(path: path, generation: generation, after: row?["imported"] ?? 0)
+        guard let fileGeneration = tail.generation, !tail.events.isEmpty else { return tail }
+        try insert(tail.events, db)
+        try db.execute(sql: "UPDATE audit_journal SET generation = ?, imported = ? WHERE id = 1",
+                       arguments: [Int64(bitPattern: fileGeneration), tail.end])
+        return tail
     }
 
     public func query(_ query: AuditQuery) async throws -> [StoredAuditEvent] {
-        try await pool.read { db in
+        try await importJournal()
+        return try await pool.read { db in
             var clauses: [String] = []
             var arguments: [any DatabaseValueConvertible] = []
             if let since = query.since { clauses.append("time >= ?"); arguments.append(since.timeIntervalSince1970) }
@@ -213,132 +304,39 @@ public final class SQLiteStore: AuditStore, PinStore, Sendable {
     }
 }
 
-/// Commits audit records in batches: callers queue a record with what to
-/// do once it is durable. When no commit is running, the caller commits
-/// its record itself, at once (no thread hand-off either way, which is
-/// most of a call's latency at low load); while one runs, records queue
-/// and the writer thread commits everything queued in one transaction,
-/// then runs each caller's completion. Checkpoints of the write-ahead log
-/// (the only step that syncs to disk) run on the writer thread, never on
-/// a caller's.
-final class BatchWriter: @unchecked Sendable {
-    typealias Completion = @Sendable ((any Error)?) -> Void
-    let pool: DatabasePool
-    private let condition = NSCondition()
-    private var queue: [(AuditEvent, Completion)] = []
-    /// A commit is running (on a caller or on the writer thread).
-    private var committing = false
-    private var started = false
-    /// Commits since the last checkpoint.
-    private var commits = 0
-    static let checkpointEvery = 256
-    /// When the last commit ended. A caller commits its own record only
-    /// when the store has been quiet this long: under load, records wait
-    /// for the writer's next batch instead, which costs less per record.
-    private var lastCommit = ContinuousClock.now
-    static let quiet: Duration = .microseconds(200)
-
-    init(pool: DatabasePool) { self.pool = pool }
-
-    func append(_ event: AuditEvent, completion: @escaping Completion) {
-        condition.lock()
-        if !started {
-            started = true
-            let thread = Thread { [self] in loop() }
-            thread.name = "mcp-portal.audit"
-            thread.start()
-        }
-        guard !committing, queue.isEmpty, ContinuousClock.now - lastCommit > Self.quiet else {
-            queue.append((event, completion))
-            condition.signal()
-            condition.unlock()
-            return
-        }
-        committing = true
-        condition.unlock()
-        let error = commit([(event, completion)])
-        finishCommit()
-        completion(error)
-    }
-
-    private func finishCommit() {
-        condition.lock()
-        committing = false
-        commits += 1
-        lastCommit = .now
-        // Wake the writer only when it has something to do.
-        if !queue.isEmpty || commits >= Self.checkpointEvery { condition.signal() }
-        condition.unlock()
-    }
-
-    private func loop() {
-        while true {
-            condition.lock()
-            while committing || (queue.isEmpty && commits < Self.checkpointEvery) { condition.wait() }
-            let batch = queue
-            queue = []
-            let checkpoint = commits >= Self.checkpointEvery
-            if checkpoint { commits = 0 }
-            committing = true
-            condition.unlock()
-            if checkpoint {
-                // PASSIVE: copies what no reader needs back into the database, never blocks writers' turn for long.
-                _ = try? pool.writeWithoutTransaction { db in try db.checkpoint(.passive) }
+extension SQLiteStore {
+    /// Inserts records in the caller's transaction. Values are bound
+    /// straight to SQLite's statement.
+    static func insert(_ events: [AuditEvent], _ db: Database) throws {
+        let statement = try db.cachedStatement(sql: """
+            INSERT INTO audit (time, kind, portal, session_id, principal, server, tool, method, outcome, error,
+                               duration_us, argument_bytes, argument_hash, result_bytes, detail, execution_id)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """)
+        let row = InsertRow(statement.sqliteStatement)
+        defer { row.reset() }
+        for event in events {
+            row.reset()
+            row.bind(1, event.time.timeIntervalSince1970)
+            row.bind(2, event.kind.rawValue)
+            row.bind(3, event.portal)
+            row.bind(4, event.sessionID)
+            row.bind(5, event.principal)
+            row.bind(6, event.server)
+            row.bind(7, event.tool)
+            row.bind(8, event.method)
+            row.bind(9, event.outcome.rawValue)
+            row.bind(10, event.error)
+            row.bind(11, Int64(event.durationMicros))
+            row.bind(12, Int64(event.argumentBytes))
+            row.bind(13, event.argumentHash)
+            row.bind(14, Int64(event.resultBytes))
+            row.bind(15, event.detail)
+            row.bind(16, event.executionID)
+            let code = sqlite3_step(row.statement)
+            guard code == SQLITE_DONE else {
+                throw DatabaseError(resultCode: ResultCode(rawValue: code), message: String(cString: sqlite3_errmsg(db.sqliteConnection)))
             }
-            let error = batch.isEmpty ? nil : commit(batch)
-            condition.lock()
-            committing = false
-            if !batch.isEmpty { commits += 1 }
-            lastCommit = .now
-            condition.unlock()
-            for (_, completion) in batch { completion(error) }
-        }
-    }
-
-    /// One transaction for the batch; nil when it is durable. Values are
-    /// bound straight to SQLite's statement: this runs for every call.
-    private func commit(_ batch: [(AuditEvent, Completion)]) -> (any Error)? {
-        // A single row commits on its own (SQLite's implicit transaction): no BEGIN and COMMIT to run.
-        let pool = self.pool
-        let write: ((Database) throws -> Void) throws -> Void = batch.count == 1
-            ? { try pool.writeWithoutTransaction($0) }
-            : { try pool.write($0) }
-        do {
-            try write { db in
-                let statement = try db.cachedStatement(sql: """
-                    INSERT INTO audit (time, kind, portal, session_id, principal, server, tool, method, outcome, error,
-                                       duration_us, argument_bytes, argument_hash, result_bytes, detail, execution_id)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                    """)
-                let row = InsertRow(statement.sqliteStatement)
-                for (event, _) in batch {
-                    row.reset()
-                    row.bind(1, event.time.timeIntervalSince1970)
-                    row.bind(2, event.kind.rawValue)
-                    row.bind(3, event.portal)
-                    row.bind(4, event.sessionID)
-                    row.bind(5, event.principal)
-                    row.bind(6, event.server)
-                    row.bind(7, event.tool)
-                    row.bind(8, event.method)
-                    row.bind(9, event.outcome.rawValue)
-                    row.bind(10, event.error)
-                    row.bind(11, Int64(event.durationMicros))
-                    row.bind(12, Int64(event.argumentBytes))
-                    row.bind(13, event.argumentHash)
-                    row.bind(14, Int64(event.resultBytes))
-                    row.bind(15, event.detail)
-                    row.bind(16, event.executionID)
-                    let code = sqlite3_step(row.statement)
-                    guard code == SQLITE_DONE else {
-                        throw DatabaseError(resultCode: ResultCode(rawValue: code), message: String(cString: sqlite3_errmsg(db.sqliteConnection)))
-                    }
-                }
-                row.reset()
-            }
-            return nil
-        } catch {
-            return error
         }
     }
 

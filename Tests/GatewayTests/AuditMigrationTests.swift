@@ -55,15 +55,15 @@ import Testing
 }
 
 @Suite("Audit store and other writers") struct AuditOtherWriterTests {
-    /// Another process writing (the CLI approving a tool, say) holds the
-    /// database's write lock for a moment: a record made meanwhile waits for
-    /// it and lands, instead of failing (which would fail its call closed).
+    /// Another process writing (the portal importing its journal, say)
+    /// holds the database's write lock for a moment: a command's record
+    /// made meanwhile waits for it and lands, instead of failing.
     @Test func aRecordWaitsForAnotherWritersTransaction() async throws {
         let folder = NSTemporaryDirectory() + "audit-busy-\(UUID().uuidString)"
         // The other writer holds its transaction until the record has found
         // the lock taken and is waiting (or 10 s, when it does not wait).
         let waiting = DispatchSemaphore(value: 0)
-        let store = try SQLiteStore(folder: folder, whileBusy: { waiting.signal() })
+        let store = try SQLiteStore(folder: folder, writer: .direct, whileBusy: { waiting.signal() })
         let other = try DatabaseQueue(path: folder + "/portal.sqlite")
         let recorded = try await other.write { db -> (Task<Result<Void, any Error>, Never>, DispatchTimeoutResult) in
             try db.execute(sql: "INSERT INTO tool_pin (server, tool, state, hash, definition) VALUES ('s', 't', 'pending', 'h', '{}')")

@@ -36,7 +36,8 @@ struct Harness {
         _ body: (Harness) async throws -> T
     ) async throws -> T {
         let folder = folder ?? NSTemporaryDirectory() + "portal-test-\(UUID().uuidString)"
-        let store = try SQLiteStore(folder: folder)
+        let store = try SQLiteStore(folder: folder, writer: .journal)
+        defer { store.close() }
         var config = PortalConfig()
         config.limits.callTimeoutSeconds = timeout
         config.servers = servers.keys.sorted().map { ServerConfig(id: $0, transport: .builtin(name: $0)) }
@@ -246,8 +247,10 @@ struct PinningTests {
 @Suite("Audit store") struct AuditStoreTests {
     /// Rows keep every field as recorded: text, empty text, NULLs, numbers;
     /// records from many callers at once all land (batched or not).
-    @Test func rowsKeepEveryField() async throws {
-        let store = try SQLiteStore(folder: NSTemporaryDirectory() + "audit-test-\(UUID().uuidString)")
+    @Test(arguments: [SQLiteStore.Writer.journal, .direct])
+    func rowsKeepEveryField(writer: SQLiteStore.Writer) async throws {
+        let store = try SQLiteStore(folder: NSTemporaryDirectory() + "audit-test-\(UUID().uuidString)", writer: writer)
+        defer { store.close() }
         var event = AuditEvent(time: Date(timeIntervalSince1970: 1_700_000_000.25), kind: .call, portal: "p", sessionID: "s-1",
                                principal: "ada", server: "wiki", tool: "search", method: "tools/call", outcome: .error, error: "")
         event.durationMicros = 1234

@@ -1,0 +1,372 @@
+import Foundation
+import PortalCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The audit journal: an append-only file beside the database, and the
+/// point where the portal's audit records are committed. A record is
+/// appended with one write(2) before its call is answered; from then on it
+/// survives the process, as a commit to SQLite's write-ahead log does with
+/// `synchronous = NORMAL` (the kernel holds it; neither syncs to disk per
+/// record). SQLite is filled behind it in batches by ``JournalImporter``,
+/// so queries and indexes stay where they were.
+///
+/// Only a serving portal appends, holding an exclusive lock on the file
+/// for its lifetime. Any process may import what was appended: inside one
+/// SQLite write transaction it reads the offset imported so far
+/// (`audit_journal.imported`), inserts the complete records after it and
+/// moves the offset, so each record lands exactly once.
+///
+/// The file starts with a 16-byte header: "MCPAJRN1" and a random
+/// generation. Once everything in it is imported, the portal empties the
+/// file and the next record starts a new generation; the database keeps
+/// the generation its offset belongs to, so an offset never applies to a
+/// file it was not taken from (a crash between import and emptying, or
+/// between emptying and the next record, loses and repeats nothing).
+final class AuditJournal: @unchecked Sendable {
+    static let fileName = "audit.journal"
+    let path: String
+    /// -1 once closed.
+    private var descriptor: Int32
+    /// Guards `end`, `buffer` and `importedEnd`, and is what the importer waits on.
+    let condition = NSCondition()
+    /// The file's length: where the next record goes.
+    private(set) var end: Int64
+    /// How far the importer (of this process) has imported.
+    var importedEnd: Int64 = 0
+    /// The importer is waiting for a record.
+    var importerIdle = false
+    /// Why the last import failed, while imports fail.
+    var importFailure: (any Error)?
+    private var buffer: [UInt8] = []
+    /// The file's generation (a new one when the file is empty).
+    private(set) var generation: UInt64
+    /// Appends fail (their calls fail closed) once this much is waiting
+    /// for SQLite: the database has stopped taking records.
+    var maxBacklog: Int64 = 64 << 20
+
+    /// Opens the journal for appending and takes its lock; fails when
+    /// another portal holds it.
+    init(folder: String) throws {
+        let path = (folder as NSString).appendingPathComponent(Self.fileName)
+        let descriptor = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else { throw StoreError.journal("cannot open \(path): \(String(cString: strerror(errno)))") }
+        var length = Int64(lseek(descriptor, 0, SEEK_END))
+        var generation = JournalHeader.newGeneration()
+        var failure: String?
+        if flock(descriptor, LOCK_EX | LOCK_NB) != 0 {
+            failure = "\(path) is in use by another mcp-portal serving from the same storage folder"
+        } else if length > 0 && length < JournalHeader.size {
+            // A header cut short: nothing was appended after it.
+            if ftruncate(descriptor, 0) == 0 { length = 0 } else { failure = "cannot truncate \(path): \(String(cString: strerror(errno)))" }
+        } else if length > 0 {
+            if let header = JournalHeader.read(descriptor: descriptor) { generation = header } else { failure = "\(path) is not an audit journal (unknown header)" }
+        }
+        if let failure {
+            Glibc.close(descriptor)
+            throw StoreError.journal(failure)
+        }
+        self.path = path
+        self.descriptor = descriptor
+        self.end = length
+        self.generation = generation
+    }
+
+    deinit { if descriptor >= 0 { Glibc.close(descriptor) } }
+
+    /// Closes the file, releasing its lock; appends fail from now on.
+    func close() {
+        condition.lock()
+        defer { condition.unlock() }
+        if descriptor >= 0 { Glibc.close(descriptor) }
+        descriptor = -1
+    }
+
+    /// Appends one record (one write). A failed or short write is cut back
+    /// off, so the file only ever holds whole records after `end`.
+    func append(_ event: AuditEvent) throws {
+        condition.lock()
+        defer { condition.unlock() }
+        guard descriptor >= 0 else { throw StoreError.journal("\(path) is closed (the portal is shutting down)") }
+        guard end - importedEnd < maxBacklog else {
+            throw StoreError.journal("\(end - importedEnd) bytes of audit records wait for the database"
+                + (importFailure.map { " (it fails: \($0))" } ?? ""))
+        }
+        buffer.removeAll(keepingCapacity: true)
+        if end == 0 { JournalHeader.encode(generation, into: &buffer) }
+        JournalRecord.encode(event, into: &buffer)
+        var written = 0
+        while written < buffer.count {
+            let count = buffer.withUnsafeBytes { bytes in
+                write(descriptor, bytes.baseAddress! + written, bytes.count - written)
+            }
+            if count < 0 {
+                let code = errno
+                if code == EINTR { continue }
+                _ = ftruncate(descriptor, off_t(end))
+                throw StoreError.journal("cannot append to \(path): \(String(cString: strerror(code)))")
+            }
+            written += count
+        }
+        end += Int64(buffer.count)
+        if importerIdle {
+            importerIdle = false
+            condition.broadcast()
+        }
+    }
+
+    /// Notes an import that committed (by this process's importer or a
+    /// query): what appenders count as waiting shrinks.
+    func imported(_ tail: JournalTail) {
+        condition.lock()
+        defer { condition.unlock() }
+        if tail.generation == generation { importedEnd = max(importedEnd, tail.end) }
+        importFailure = nil
+        condition.broadcast()
+    }
+
+    /// Waits until everything appended so far is imported (tests).
+    func waitUntilImported() -> Bool { wait { $0.importedEnd >= $0.end } }
+
+    /// Waits until `done` holds, checked whenever imports change, for up to
+    /// ten seconds; false when it did not come to hold (tests).
+    func wait(until done: (AuditJournal) -> Bool) -> Bool {
+        let deadline = Date(timeIntervalSinceNow: 10)
+        condition.lock()
+        defer { condition.unlock() }
+        while !done(self) {
+            guard condition.wait(until: deadline) else { return done(self) }
+        }
+        return true
+    }
+
+    /// Empties the file; the next record starts a new generation. The
+    /// caller holds `condition` and has committed the import of everything
+    /// up to `end`.
+    func emptyHoldingLock() throws {
+        guard ftruncate(descriptor, 0) == 0 else {
+            throw StoreError.journal("cannot truncate \(path): \(String(cString: strerror(errno)))")
+        }
+        end = 0
+        importedEnd = 0
+        generation = JournalHeader.newGeneration()
+    }
+
+    /// Cuts the file back to `length` (a torn record at its end). Only at
+    /// open, before anything is appended.
+    func cut(to length: Int64) throws {
+        condition.lock()
+        defer { condition.unlock() }
+        guard ftruncate(descriptor, off_t(length)) == 0 else {
+            throw StoreError.journal("cannot truncate \(path): \(String(cString: strerror(errno)))")
+        }
+        end = length
+    }
+}
+
+/// Errors of the store's own making (SQLite's come as GRDB's).
+public enum StoreError: Error, CustomStringConvertible {
+    case journal(String)
+    public var description: String {
+        switch self {
+        case .journal(let message): "audit journal: \(message)"
+        }
+    }
+}
+
+/// The file's first 16 bytes: "MCPAJRN1" and the generation (UInt64, little-endian).
+enum JournalHeader {
+    static let size: Int64 = 16
+    static let magic = Array("MCPAJRN1".utf8)
+
+    static func newGeneration() -> UInt64 { UInt64.random(in: 1...UInt64.max) }
+
+    static func encode(_ generation: UInt64, into out: inout [UInt8]) {
+        out.append(contentsOf: magic)
+        withUnsafeBytes(of: generation.littleEndian) { out.append(contentsOf: $0) }
+    }
+
+    /// The generation, or nil when the file does not start with a header.
+    static func read(descriptor: Int32) -> UInt64? {
+        var bytes = [UInt8](repeating: 0, count: Int(size))
+        let count = bytes.withUnsafeMutableBytes { pread(descriptor, $0.baseAddress!, $0.count, 0) }
+        guard count == Int(size), Array(bytes[0..<8]) == magic else { return nil }
+        return bytes.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: 8, as: UInt64.self)) }
+    }
+}
+
+/// What follows the imported offset in a journal file.
+struct JournalTail {
+    /// The file's generation; nil when it has none yet (no file, or empty).
+    var generation: UInt64?
+    var events: [AuditEvent] = []
+    /// Where the last whole record read ends.
+    var end: Int64
+    /// The file's length when read.
+    var fileLength: Int64
+
+    /// Reads the whole records after `offset` (an offset into generation
+    /// `generation`) in the file at `path`, up to about `limit` bytes. A
+    /// file of another generation is read from its first record.
+    static func read(path: String, generation: UInt64?, after offset: Int64, limit: Int = 4 << 20) throws -> JournalTail {
+        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else {
+            if errno == ENOENT { return JournalTail(end: 0, fileLength: 0) }
+            throw StoreError.journal("cannot read \(path): \(String(cString: strerror(errno)))")
+        }
+        defer { close(descriptor) }
+        let length = Int64(lseek(descriptor, 0, SEEK_END))
+        guard length >= JournalHeader.size else { return JournalTail(end: 0, fileLength: length) }
+        guard let fileGeneration = JournalHeader.read(descriptor: descriptor) else {
+            throw StoreError.journal("\(path) is not an audit journal (unknown header)")
+        }
+        let start = fileGeneration == generation ? min(max(offset, JournalHeader.size), length) : JournalHeader.size
+        var tail = JournalTail(generation: fileGeneration, end: start, fileLength: length)
+        let wanted = Int(min(length - start, Int64(limit)))
+        guard wanted > 0 else { return tail }
+        var bytes = [UInt8](repeating: 0, count: wanted)
+        var filled = 0
+        while filled < wanted {
+            let count = bytes.withUnsafeMutableBytes { buffer in
+                pread(descriptor, buffer.baseAddress! + filled, wanted - filled, off_t(start) + off_t(filled))
+            }
+            if count < 0, errno == EINTR { continue }
+            guard count > 0 else { break }
+            filled += count
+        }
+        bytes.withUnsafeBytes { raw in
+            var position = 0
+            while let (event, next) = JournalRecord.decode(UnsafeRawBufferPointer(rebasing: raw[..<filled]), at: position) {
+                tail.events.append(event)
+                position = next
+            }
+            tail.end = start + Int64(position)
+        }
+        return tail
+    }
+}
+
+/// One journal record: the payload's length (UInt32, little-endian), its
+/// FNV-1a hash (UInt32) and the payload. The payload: a format byte (1),
+/// the time (Float64 bits), then the event's fields in declaration order;
+/// a text is its UTF-8 length (UInt32; 0xFFFF_FFFF for none) and bytes, a
+/// number eight bytes. A record that is cut short or does not match its
+/// hash ends what can be read.
+enum JournalRecord {
+    static let format: UInt8 = 1
+    static let none = UInt32.max
+
+    static func encode(_ event: AuditEvent, into out: inout [UInt8]) {
+        let start = out.count
+        out.append(contentsOf: repeatElement(0, count: 8))
+        out.append(format)
+        put(event.time.timeIntervalSince1970.bitPattern, &out)
+        put(event.kind.rawValue, &out)
+        put(event.portal, &out)
+        put(event.sessionID, &out)
+        put(event.principal, &out)
+        put(event.server, &out)
+        put(event.tool, &out)
+        put(event.method, &out)
+        put(event.outcome.rawValue, &out)
+        put(event.error, &out)
+        put(UInt64(bitPattern: event.durationMicros), &out)
+        put(UInt64(bitPattern: Int64(event.argumentBytes)), &out)
+        put(event.argumentHash, &out)
+        put(UInt64(bitPattern: Int64(event.resultBytes)), &out)
+        put(event.detail, &out)
+        put(event.executionID, &out)
+        let payload = out.count - start - 8
+        let hash = out.withUnsafeBytes { fnv1a(UnsafeRawBufferPointer(rebasing: $0[(start + 8)...])) }
+        out.withUnsafeMutableBytes { bytes in
+            bytes.storeBytes(of: UInt32(payload).littleEndian, toByteOffset: start, as: UInt32.self)
+            bytes.storeBytes(of: hash.littleEndian, toByteOffset: start + 4, as: UInt32.self)
+        }
+    }
+
+    /// The record at `position` and where the next begins; nil when none
+    /// is whole there.
+    static func decode(_ bytes: UnsafeRawBufferPointer, at position: Int) -> (AuditEvent, Int)? {
+        guard bytes.count - position >= 8 else { return nil }
+        let length = Int(UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: position, as: UInt32.self)))
+        let hash = UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: position + 4, as: UInt32.self))
+        guard length <= bytes.count - position - 8 else { return nil }
+        let payload = UnsafeRawBufferPointer(rebasing: bytes[(position + 8)..<(position + 8 + length)])
+        guard fnv1a(payload) == hash else { return nil }
+        var reader = Reader(bytes: payload)
+        guard reader.byte() == format else { return nil }
+        guard let time = reader.number(), let kindText = reader.text(), let kind = kindText.flatMap(AuditEvent.Kind.init(rawValue:)),
+              let portal = reader.text() ?? nil, let sessionID = reader.text(), let principal = reader.text() ?? nil,
+              let server = reader.text(), let tool = reader.text(), let method = reader.text(),
+              let outcome = (reader.text() ?? nil).flatMap(AuditEvent.Outcome.init(rawValue:)), let error = reader.text(),
+              let duration = reader.number(), let argumentBytes = reader.number(), let argumentHash = reader.text(),
+              let resultBytes = reader.number(), let detail = reader.text(), let executionID = reader.text(), reader.atEnd
+        else { return nil }
+        var event = AuditEvent(time: Date(timeIntervalSince1970: Double(bitPattern: time)), kind: kind, portal: portal,
+                               sessionID: sessionID, principal: principal, server: server, tool: tool, method: method,
+                               outcome: outcome, error: error)
+        event.durationMicros = Int64(bitPattern: duration)
+        event.argumentBytes = Int(Int64(bitPattern: argumentBytes))
+        event.argumentHash = argumentHash
+        event.resultBytes = Int(Int64(bitPattern: resultBytes))
+        event.detail = detail
+        event.executionID = executionID
+        return (event, position + 8 + length)
+    }
+
+    private static func put(_ value: UInt64, _ out: inout [UInt8]) {
+        withUnsafeBytes(of: value.littleEndian) { out.append(contentsOf: $0) }
+    }
+
+    private static func put(_ text: String?, _ out: inout [UInt8]) {
+        guard var text else {
+            return withUnsafeBytes(of: none.littleEndian) { out.append(contentsOf: $0) }
+        }
+        text.withUTF8 { utf8 in
+            withUnsafeBytes(of: UInt32(utf8.count).littleEndian) { out.append(contentsOf: $0) }
+            out.append(contentsOf: utf8)
+        }
+    }
+
+    static func fnv1a(_ bytes: UnsafeRawBufferPointer) -> UInt32 {
+        var hash: UInt32 = 0x811C_9DC5
+        for byte in bytes {
+            hash = (hash ^ UInt32(byte)) &* 0x0100_0193
+        }
+        return hash
+    }
+
+    /// Reads a payload front to back; each read is nil when the payload
+    /// ends first.
+    struct Reader {
+        let bytes: UnsafeRawBufferPointer
+        var position = 0
+
+        var atEnd: Bool { position == bytes.count }
+
+        mutating func byte() -> UInt8? {
+            guard position < bytes.count else { return nil }
+            defer { position += 1 }
+            return bytes[position]
+        }
+
+        mutating func number() -> UInt64? {
+            guard bytes.count - position >= 8 else { return nil }
+            defer { position += 8 }
+            return UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: position, as: UInt64.self))
+        }
+
+        /// `.some(nil)` for a text that is absent, nil when the payload ends.
+        mutating func text() -> String?? {
+            guard bytes.count - position >= 4 else { return nil }
+            let length = UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: position, as: UInt32.self))
+            position += 4
+            if length == JournalRecord.none { return .some(nil) }
+            guard Int(length) <= bytes.count - position else { return nil }
+            defer { position += Int(length) }
+            return .some(String(decoding: UnsafeRawBufferPointer(rebasing: bytes[position..<(position + Int(length))]), as: UTF8.self))
+        }
+    }
+}
