@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
 
 import anyio
 
-from harness import PortalProcess, mcp_session, raw_session, unique
+from harness import PORTAL_BIN, PortalProcess, mcp_session, raw_session, unique
 
 
 def sha256(arguments: dict) -> str:
@@ -96,5 +97,61 @@ async def test_the_write_ahead_log_stays_bounded(tmp_path):
         wal = portal.storage / "portal.sqlite-wal"
         assert wal.stat().st_size < 8 << 20, f"write-ahead log grew to {wal.stat().st_size} bytes"
         assert len(portal.audit(kind="call")) == 1500
+    finally:
+        portal.stop()
+
+
+async def _calls_in_one_session(portal: PortalProcess, count: int) -> str:
+    async with raw_session(portal.url()) as raw:
+        with anyio.fail_after(60):
+            for index in range(count):
+                answer = await raw.call("notes_search_notes", {"query": f"q{index}"})
+                assert "result" in answer, answer
+    return raw.session_id
+
+
+def _calls_of(portal: PortalProcess, session: str) -> list[dict]:
+    return [r for r in portal.audit(kind="call") if r.get("session") == session]
+
+
+async def test_a_killed_portal_loses_no_answered_call(tmp_path):
+    """A call's record is committed (appended to the audit journal) before
+    its answer; SQLite is filled behind. A portal killed with SIGKILL right
+    after its last answer loses none of them: `audit query` imports what
+    the journal holds, and so does the next portal at start, each record
+    exactly once."""
+    servers, portals = [{"id": "notes", "builtin": "notes"}], [{"id": "default", "servers": ["notes"]}]
+    portal = PortalProcess(tmp_path, servers, portals).start()
+    try:
+        first = await _calls_in_one_session(portal, 40)
+    finally:
+        portal.kill()
+    assert len(_calls_of(portal, first)) == 40
+
+    portal.start()
+    try:
+        second = await _calls_in_one_session(portal, 40)
+    finally:
+        portal.kill()
+    portal.start()
+    try:
+        # Queried while the restarted portal runs; each call once.
+        assert len(_calls_of(portal, first)) == 40
+        assert len(_calls_of(portal, second)) == 40
+        assert sorted(r["id"] for r in portal.audit()) == list(range(1, len(portal.audit()) + 1))
+    finally:
+        portal.stop()
+
+
+def test_one_portal_per_storage_folder(tmp_path):
+    """Two portals on one storage folder would both append to its audit
+    journal: the second refuses to start and says why."""
+    servers, portals = [{"id": "notes", "builtin": "notes"}], [{"id": "default", "servers": ["notes"]}]
+    portal = PortalProcess(tmp_path, servers, portals).start()
+    try:
+        other = subprocess.run([str(PORTAL_BIN), "serve", "--config", str(portal.config_path), "--port", "0"],
+                               capture_output=True, text=True, timeout=60, cwd=tmp_path)
+        assert other.returncode != 0, other.stderr
+        assert "in use by another mcp-portal" in other.stderr, other.stderr
     finally:
         portal.stop()
