@@ -46,6 +46,8 @@ final class AuditJournal: @unchecked Sendable {
     /// Appends fail (their calls fail closed) once this much is waiting
     /// for SQLite: the database has stopped taking records.
     var maxBacklog: Int64 = 64 << 20
+    /// The file is emptied once this long and (nearly) all imported.
+    var emptyAbove: Int64 = 16 << 20
 
     /// Opens the journal for appending and takes its lock; fails when
     /// another portal holds it.
@@ -105,7 +107,11 @@ final class AuditJournal: @unchecked Sendable {
             if count < 0 {
                 let code = errno
                 if code == EINTR { continue }
-                _ = ftruncate(descriptor, off_t(end))
+                if ftruncate(descriptor, off_t(end)) != 0 {
+                    // Part of a record stays in the file: nothing may follow it.
+                    Glibc.close(descriptor)
+                    descriptor = -1
+                }
                 throw StoreError.journal("cannot append to \(path): \(String(cString: strerror(code)))")
             }
             written += count
@@ -125,6 +131,13 @@ final class AuditJournal: @unchecked Sendable {
         if tail.generation == generation { importedEnd = max(importedEnd, tail.end) }
         importFailure = nil
         condition.broadcast()
+    }
+
+    /// Runs `body` holding the lock.
+    func locked<T>(_ body: (AuditJournal) throws -> T) rethrows -> T {
+        condition.lock()
+        defer { condition.unlock() }
+        return try body(self)
     }
 
     /// Waits until everything appended so far is imported (tests).
@@ -154,8 +167,8 @@ final class AuditJournal: @unchecked Sendable {
         generation = JournalHeader.newGeneration()
     }
 
-    /// Cuts the file back to `length` (a torn record at its end). Only at
-    /// open, before anything is appended.
+    /// Cuts the file back to `length` (a torn record at its end), or to
+    /// nothing. Only at open, before anything is appended.
     func cut(to length: Int64) throws {
         condition.lock()
         defer { condition.unlock() }
@@ -163,6 +176,10 @@ final class AuditJournal: @unchecked Sendable {
             throw StoreError.journal("cannot truncate \(path): \(String(cString: strerror(errno)))")
         }
         end = length
+        if length == 0 {
+            importedEnd = 0
+            generation = JournalHeader.newGeneration()
+        }
     }
 }
 
@@ -206,10 +223,16 @@ struct JournalTail {
     var end: Int64
     /// The file's length when read.
     var fileLength: Int64
+    /// The bytes at `end` are a whole record that does not read back (its
+    /// hash or fields are wrong), not one still being written.
+    var damaged = false
 
     /// Reads the whole records after `offset` (an offset into generation
-    /// `generation`) in the file at `path`, up to about `limit` bytes. A
-    /// file of another generation is read from its first record.
+    /// `generation`) in the file at `path`, about `limit` bytes of them, or
+    /// one record however large. A file of another generation is read from
+    /// its first record; an offset past the end of its own generation (the
+    /// file lost its last writes in a power loss, after they were imported)
+    /// reads nothing.
     static func read(path: String, generation: UInt64?, after offset: Int64, limit: Int = 4 << 20) throws -> JournalTail {
         let descriptor = open(path, O_RDONLY | O_CLOEXEC)
         guard descriptor >= 0 else {
@@ -220,31 +243,55 @@ struct JournalTail {
         let length = Int64(lseek(descriptor, 0, SEEK_END))
         guard length >= JournalHeader.size else { return JournalTail(end: 0, fileLength: length) }
         guard let fileGeneration = JournalHeader.read(descriptor: descriptor) else {
+            // Emptied by the portal since its length was taken: nothing to read.
+            if lseek(descriptor, 0, SEEK_END) < JournalHeader.size { return JournalTail(end: 0, fileLength: 0) }
             throw StoreError.journal("\(path) is not an audit journal (unknown header)")
         }
         let start = fileGeneration == generation ? min(max(offset, JournalHeader.size), length) : JournalHeader.size
         var tail = JournalTail(generation: fileGeneration, end: start, fileLength: length)
-        let wanted = Int(min(length - start, Int64(limit)))
-        guard wanted > 0 else { return tail }
-        var bytes = [UInt8](repeating: 0, count: wanted)
-        var filled = 0
-        while filled < wanted {
-            let count = bytes.withUnsafeMutableBytes { buffer in
-                pread(descriptor, buffer.baseAddress! + filled, wanted - filled, off_t(start) + off_t(filled))
-            }
-            if count < 0, errno == EINTR { continue }
-            guard count > 0 else { break }
-            filled += count
-        }
-        bytes.withUnsafeBytes { raw in
+        var wanted = Int(min(length - start, Int64(limit)))
+        while wanted > 0 {
+            let bytes = try readBytes(descriptor, at: start, count: wanted, path: path)
             var position = 0
-            while let (event, next) = JournalRecord.decode(UnsafeRawBufferPointer(rebasing: raw[..<filled]), at: position) {
-                tail.events.append(event)
-                position = next
+            var larger: Int?
+            bytes.withUnsafeBytes { raw in
+                reading: while true {
+                    switch JournalRecord.decode(raw, at: position) {
+                    case .record(let event, let next):
+                        tail.events.append(event)
+                        position = next
+                    case .partial(let needs):
+                        // A first record larger than the limit, whole in the file: read it all.
+                        if position == 0, needs > raw.count, Int64(needs) <= length - start { larger = needs }
+                        break reading
+                    case .damaged:
+                        tail.damaged = true
+                        break reading
+                    }
+                }
             }
             tail.end = start + Int64(position)
+            guard let larger else { break }
+            wanted = larger
         }
         return tail
+    }
+
+    /// `count` bytes from `offset`, fewer when the file is shorter now.
+    static func readBytes(_ descriptor: Int32, at offset: Int64, count: Int, path: String) throws -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: count)
+        var filled = 0
+        while filled < count {
+            let read = bytes.withUnsafeMutableBytes { buffer in
+                pread(descriptor, buffer.baseAddress! + filled, count - filled, off_t(offset) + off_t(filled))
+            }
+            if read < 0, errno == EINTR { continue }
+            guard read >= 0 else { throw StoreError.journal("cannot read \(path): \(String(cString: strerror(errno)))") }
+            guard read > 0 else { break }
+            filled += read
+        }
+        bytes.removeLast(count - filled)
+        return bytes
     }
 }
 
@@ -286,15 +333,29 @@ enum JournalRecord {
         }
     }
 
-    /// The record at `position` and where the next begins; nil when none
-    /// is whole there.
-    static func decode(_ bytes: UnsafeRawBufferPointer, at position: Int) -> (AuditEvent, Int)? {
-        guard bytes.count - position >= 8 else { return nil }
+    /// What `decode` finds at a position.
+    enum Found {
+        /// A whole record, and where the next begins.
+        case record(AuditEvent, next: Int)
+        /// Not all of a record is there yet: it needs this many bytes from
+        /// the position (a record being written, or one cut short).
+        case partial(needs: Int)
+        /// All of a record is there, and it does not read back.
+        case damaged
+    }
+
+    static func decode(_ bytes: UnsafeRawBufferPointer, at position: Int) -> Found {
+        guard bytes.count - position >= 8 else { return .partial(needs: 8) }
         let length = Int(UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: position, as: UInt32.self)))
         let hash = UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: position + 4, as: UInt32.self))
-        guard length <= bytes.count - position - 8 else { return nil }
+        guard length <= bytes.count - position - 8 else { return .partial(needs: 8 + length) }
         let payload = UnsafeRawBufferPointer(rebasing: bytes[(position + 8)..<(position + 8 + length)])
-        guard fnv1a(payload) == hash else { return nil }
+        guard fnv1a(payload) == hash, let event = event(from: payload) else { return .damaged }
+        return .record(event, next: position + 8 + length)
+    }
+
+    /// The event in a payload whose hash matched; nil when its fields do not read.
+    static func event(from payload: UnsafeRawBufferPointer) -> AuditEvent? {
         var reader = Reader(bytes: payload)
         guard reader.byte() == format else { return nil }
         guard let time = reader.number(), let kindText = reader.text(), let kind = kindText.flatMap(AuditEvent.Kind.init(rawValue:)),
@@ -313,7 +374,7 @@ enum JournalRecord {
         event.resultBytes = Int(Int64(bitPattern: resultBytes))
         event.detail = detail
         event.executionID = executionID
-        return (event, position + 8 + length)
+        return event
     }
 
     private static func put(_ value: UInt64, _ out: inout [UInt8]) {

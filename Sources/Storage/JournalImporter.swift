@@ -9,8 +9,8 @@ import Glibc
 /// The first record appended while it waits wakes it; it lets records
 /// gather for a moment, then imports everything whole in one transaction.
 /// It also runs the write-ahead log's checkpoints and empties the journal
-/// once everything in it is imported and it has grown large. Callers never
-/// wait for it: their records are committed when appended.
+/// once it has grown large and is imported. Callers never wait for it:
+/// their records are committed when appended.
 final class JournalImporter: @unchecked Sendable {
     let journal: AuditJournal
     let pool: DatabasePool
@@ -19,8 +19,9 @@ final class JournalImporter: @unchecked Sendable {
     static let gather: useconds_t = 2000
     /// Imports between passive checkpoints of the write-ahead log.
     static let checkpointEvery = 64
-    /// The journal is emptied once this long and fully imported.
-    var emptyAbove: Int64 = 16 << 20
+    /// Emptying the journal imports what is left while appends wait: only
+    /// when this little is left.
+    static let emptyWithin: Int64 = 256 << 10
     /// How long a failing import waits before the next try, at most.
     static let maxRetryWait: useconds_t = 1_000_000
 
@@ -79,56 +80,70 @@ final class JournalImporter: @unchecked Sendable {
         var imports = 0
         var retryWait: useconds_t = 0
         while true {
-            journal.condition.lock()
-            while !stopping && journal.end == journal.importedEnd {
-                journal.importerIdle = true
-                journal.condition.wait()
+            let stop = journal.locked { journal in
+                while !stopping && journal.end == journal.importedEnd {
+                    journal.importerIdle = true
+                    journal.condition.wait()
+                }
+                return stopping
             }
-            let stop = stopping
-            journal.condition.unlock()
             if stop { break }
             usleep(retryWait > 0 ? retryWait : Self.gather)
             do {
                 let tail = try importOnce()
-                if tail.events.isEmpty && tail.end < tail.fileLength && tail.end == journal.importedEnd {
-                    // Bytes that are not a whole record, and stay so: a damaged record.
-                    throw StoreError.journal("the record at offset \(tail.end) of \(journal.path) cannot be read")
+                if tail.damaged {
+                    throw StoreError.journal("the record at offset \(tail.end) of \(journal.path) is damaged")
                 }
                 retryWait = 0
             } catch {
                 // The records are safe in the journal; appends go on until the backlog limit.
-                journal.condition.lock()
-                journal.importFailure = error
-                journal.condition.unlock()
+                journal.locked { journal in
+                    journal.importFailure = error
+                    journal.condition.broadcast()
+                }
                 retryWait = min(max(retryWait * 2, 10_000), Self.maxRetryWait)
                 continue
             }
             imports += 1
             if imports >= Self.checkpointEvery {
                 imports = 0
-                // PASSIVE: copies what no reader needs back into the database, never waits on readers.
-                _ = try? pool.writeWithoutTransaction { db in try db.checkpoint(.passive) }
+                checkpoint()
             }
-            if journal.end > emptyAbove { empty() }
+            if journal.locked({ $0.end > $0.emptyAbove }) { empty() }
         }
         _ = try? importAll()
-        journal.condition.lock()
-        stopped = true
-        journal.condition.broadcast()
-        journal.condition.unlock()
+        journal.locked { journal in
+            stopped = true
+            journal.condition.broadcast()
+        }
     }
 
-    /// Imports the last records and empties the file, holding appends off
-    /// for that one transaction. The import commits before the file is
-    /// emptied; a crash between the two leaves a file whose generation
-    /// the database has read to its end.
+    /// PASSIVE: copies what no reader needs back into the database and
+    /// never waits on readers; it syncs the write-ahead log first, so what
+    /// was imported survives a power loss from then on.
+    private func checkpoint() {
+        _ = try? pool.writeWithoutTransaction { db in try db.checkpoint(.passive) }
+    }
+
+    /// Empties the file once what was imported from it is synced. What is
+    /// left (at most `emptyWithin`) is imported while appends wait, in a
+    /// transaction that commits before the file is emptied: a crash in
+    /// between leaves a file whose generation the database has read to
+    /// its end. (Those last records are not synced: like SQLite's last
+    /// commits with `synchronous = NORMAL`, a power loss right then can
+    /// lose them.)
     private func empty() {
-        journal.condition.lock()
-        defer { journal.condition.unlock() }
-        guard let tail = try? pool.write({ db in try SQLiteStore.importJournal(db, path: journal.path) }) else { return }
-        if tail.generation == journal.generation { journal.importedEnd = max(journal.importedEnd, tail.end) }
-        guard tail.end == journal.end else { return }
-        try? journal.emptyHoldingLock()
-        journal.condition.broadcast()
+        checkpoint()
+        journal.locked { journal in
+            guard journal.end - journal.importedEnd <= Self.emptyWithin else { return }
+            if journal.importedEnd < journal.end {
+                guard let tail = try? pool.write({ db in try SQLiteStore.importJournal(db, path: journal.path) }),
+                      tail.generation == journal.generation else { return }
+                journal.importedEnd = max(journal.importedEnd, tail.end)
+            }
+            guard journal.importedEnd == journal.end else { return }
+            try? journal.emptyHoldingLock()
+            journal.condition.broadcast()
+        }
     }
 }

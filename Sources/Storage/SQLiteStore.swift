@@ -3,6 +3,10 @@ import GRDB
 import GRDBSQLite
 import PortalCore
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// The embedded store: one SQLite database in WAL mode holding audit records
 /// and tool pins, and, for a serving portal, the audit journal in front of it
 /// (see ``AuditJournal``): a portal's records are committed by appending them
@@ -71,15 +75,41 @@ public final class SQLiteStore: AuditStore, PinStore, Sendable {
         case .journal:
             let journal = try AuditJournal(folder: folder)
             let importer = JournalImporter(journal: journal, pool: pool)
-            // What an earlier process appended and did not import goes in
-            // first; a record cut short at the end is dropped, so new ones
-            // follow whole ones.
-            let (records, tail) = try importer.importAll()
-            let dropped = tail.generation == nil ? 0 : tail.fileLength - tail.end
-            if dropped > 0 { try journal.cut(to: tail.end) }
+            do {
+                recovered = try Self.recover(journal, importer)
+            } catch {
+                journal.close()
+                throw error
+            }
             self.importer = importer
-            recovered = (records, dropped)
         }
+    }
+
+    /// What an earlier process appended and did not import goes in first.
+    /// A record cut short at the end (or zeros there, as a power loss can
+    /// leave) is dropped; a whole record that does not read back stops the
+    /// portal from starting, since records after it would be lost. Then
+    /// the file starts afresh (a new generation), which also covers a file
+    /// shorter than the offset saved for it.
+    private static func recover(_ journal: AuditJournal, _ importer: JournalImporter) throws -> (records: Int, droppedBytes: Int64) {
+        let (records, tail) = try importer.importAll()
+        guard tail.generation != nil else { return (records, 0) }
+        let rest = tail.fileLength - tail.end
+        if tail.damaged, rest > 0 {
+            let descriptor = open(journal.path, O_RDONLY | O_CLOEXEC)
+            defer { if descriptor >= 0 { Glibc.close(descriptor) } }
+            let bytes = descriptor < 0 ? [] : try JournalTail.readBytes(descriptor, at: tail.end, count: Int(rest), path: journal.path)
+            guard bytes.count == Int(rest), bytes.allSatisfy({ $0 == 0 }) else {
+                throw StoreError.journal("""
+                    \(journal.path): the record at offset \(tail.end) is damaged, so the \(rest) bytes from there \
+                    cannot be imported (the records before it are). Keep the file for inspection and move it aside to start.
+                    """)
+            }
+        }
+        // Everything before is imported: synced first, so emptying the file cannot outlive the import in a power loss.
+        _ = try? importer.pool.writeWithoutTransaction { db in try db.checkpoint(.passive) }
+        try journal.cut(to: 0)
+        return (records, rest)
     }
 
     /// Imports what is left in the journal and releases it (a portal

@@ -57,18 +57,49 @@ import Testing
         let first = bytes.count
         JournalRecord.encode(bare, into: &bytes)
         bytes.withUnsafeBytes { raw in
-            let one = JournalRecord.decode(raw, at: 0)
+            let one = whole(JournalRecord.decode(raw, at: 0))
             #expect(one?.0 == full && one?.1 == first)
-            let two = JournalRecord.decode(raw, at: first)
+            let two = whole(JournalRecord.decode(raw, at: first))
             #expect(two?.0 == bare && two?.1 == bytes.count)
-            // Cut short anywhere: not a record.
+            // Cut short anywhere: a record still being written, and how much of it there will be.
             for length in [first + 3, first + 8, bytes.count - 1] {
-                #expect(JournalRecord.decode(UnsafeRawBufferPointer(rebasing: raw[..<length]), at: first) == nil)
+                let found = JournalRecord.decode(UnsafeRawBufferPointer(rebasing: raw[..<length]), at: first)
+                guard case .partial(let needs) = found else { Issue.record("cut at \(length): \(found)"); continue }
+                #expect(needs == (length - first < 8 ? 8 : bytes.count - first))
             }
         }
         // One byte changed: the hash no longer matches.
         bytes[first / 2] ^= 0x01
-        bytes.withUnsafeBytes { raw in #expect(JournalRecord.decode(raw, at: 0) == nil) }
+        let changed = bytes.withUnsafeBytes { raw -> Bool in
+            if case .damaged = JournalRecord.decode(raw, at: 0) { return true }
+            return false
+        }
+        #expect(changed, "a changed byte was not noticed")
+    }
+
+    func whole(_ found: JournalRecord.Found) -> (AuditEvent, Int)? {
+        guard case .record(let event, let next) = found else { return nil }
+        return (event, next)
+    }
+
+    /// A record larger than one read (a Code Mode execution's code, say)
+    /// is read whole, and what follows it too.
+    @Test func aRecordLargerThanOneReadIsImported() async throws {
+        let folder = folder()
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        let journal = try AuditJournal(folder: folder)
+        defer { journal.close() }
+        var big = event("big")
+        big.detail = String(repeating: "x", count: 5000)
+        try journal.append(event("a"))
+        try journal.append(big)
+        try journal.append(event("b"))
+        var tail = try JournalTail.read(path: journal.path, generation: nil, after: 0, limit: 1000)
+        #expect(tail.events.map(\.tool) == ["a"] && !tail.damaged)
+        tail = try JournalTail.read(path: journal.path, generation: tail.generation, after: tail.end, limit: 1000)
+        #expect(tail.events.map(\.tool) == ["big"] && tail.events.first?.detail?.count == 5000)
+        tail = try JournalTail.read(path: journal.path, generation: tail.generation, after: tail.end, limit: 1000)
+        #expect(tail.events.map(\.tool) == ["b"] && tail.end == tail.fileLength)
     }
 
     /// A call's record does not wait for SQLite: another process holding
@@ -137,6 +168,75 @@ import Testing
         #expect(try await tools(store) == ["a", "b", "c"])
     }
 
+    /// A whole record that does not read back, with records after it: the
+    /// portal does not start (starting would lose them), and says where.
+    /// Zeros at the end (what a power loss can leave) are dropped instead.
+    @Test func aDamagedRecordStopsThePortalFromStarting() async throws {
+        let folder = folder()
+        try appendWithoutImport(["a", "b", "c"], to: folder)
+        let path = folder + "/" + AuditJournal.fileName
+        var first: [UInt8] = []
+        JournalRecord.encode(event("a"), into: &first)
+        var bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: path)))
+        let damagedAt = Int(JournalHeader.size) + first.count
+        bytes[damagedAt + 20] ^= 0xFF
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        let error = #expect(throws: StoreError.self) { try SQLiteStore(folder: folder, writer: .journal) }
+        #expect(error?.description.contains("the record at offset \(damagedAt) is damaged") == true, "\(String(describing: error))")
+        // The record before it is imported; the file is left as it was.
+        #expect(try await tools(SQLiteStore(folder: folder, writer: .direct)) == ["a"])
+        #expect(try Data(contentsOf: URL(fileURLWithPath: path)).count == bytes.count)
+
+        let zeros = self.folder()
+        try appendWithoutImport(["a", "b"], to: zeros)
+        let file = try #require(FileHandle(forWritingAtPath: zeros + "/" + AuditJournal.fileName))
+        file.seekToEndOfFile()
+        file.write(Data(count: 4096))
+        try file.close()
+        let store = try SQLiteStore(folder: zeros, writer: .journal)
+        defer { store.close() }
+        #expect(store.recovered.records == 2 && store.recovered.droppedBytes == 4096)
+        try await store.record(event("c"))
+        #expect(try await tools(store) == ["a", "b", "c"])
+    }
+
+    /// The saved offset lies past the end of its own generation (the file
+    /// lost writes in a power loss that had already been imported): the
+    /// next portal starts the file afresh, and new records are imported.
+    @Test func anOffsetPastTheEndStartsAfresh() async throws {
+        let folder = folder()
+        try appendWithoutImport(["a", "b", "c"], to: folder)
+        #expect(try await tools(SQLiteStore(folder: folder, writer: .direct)) == ["a", "b", "c"])
+        let path = folder + "/" + AuditJournal.fileName
+        var first: [UInt8] = []
+        JournalRecord.encode(event("a"), into: &first)
+        #expect(truncate(path, off_t(JournalHeader.size) + off_t(first.count)) == 0)
+        let store = try SQLiteStore(folder: folder, writer: .journal)
+        defer { store.close() }
+        #expect(store.recovered.records == 0 && store.recovered.droppedBytes == 0)
+        for tool in ["d", "e", "f", "g"] { try await store.record(event(tool)) }
+        #expect(try await tools(store) == ["a", "b", "c", "d", "e", "f", "g"])
+    }
+
+    /// A command reads a new generation from its start even where the old
+    /// generation's offset lies inside it, and imports nothing twice.
+    @Test func aCommandReadsANewGenerationFromItsStart() async throws {
+        let folder = folder()
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        let journal = try AuditJournal(folder: folder)
+        defer { journal.close() }
+        let command = try SQLiteStore(folder: folder, writer: .direct)
+        try journal.append(event("a"))
+        try journal.append(event("b"))
+        #expect(try await tools(command) == ["a", "b"])
+        let (oldEnd, oldGeneration) = journal.locked { ($0.end, $0.generation) }
+        try journal.locked { try $0.emptyHoldingLock() }
+        for index in 0..<6 { try journal.append(event("n\(index)")) }
+        #expect(journal.locked { $0.end > oldEnd && $0.generation != oldGeneration })
+        #expect(try await tools(command) == ["a", "b", "n0", "n1", "n2", "n3", "n4", "n5"])
+        #expect(try await tools(command) == ["a", "b", "n0", "n1", "n2", "n3", "n4", "n5"])
+    }
+
     @Test func aFileThatIsNoJournalIsRefused() throws {
         let folder = folder()
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
@@ -160,58 +260,53 @@ import Testing
         #expect(try await tools(second) == ["a"])
     }
 
-    /// After the portal empties the journal, the next records start a new
-    /// generation: they are imported from its start even where the old
-    /// generation's offset lies inside them, and nothing is imported twice.
-    @Test func anEmptiedJournalStartsANewGeneration() async throws {
+    /// The portal's importer empties a large journal once it is imported;
+    /// records after that start a new generation and are imported too,
+    /// nothing twice.
+    @Test func theImporterEmptiesTheJournal() async throws {
         let folder = folder()
         let store = try SQLiteStore(folder: folder, writer: .journal)
         defer { store.close() }
-        let importer = try #require(store.importer)
-        importer.emptyAbove = 1
-        var firstTwo: [UInt8] = []
-        JournalRecord.encode(event("a"), into: &firstTwo)
-        JournalRecord.encode(event("b"), into: &firstTwo)
-        let firstEnd = JournalHeader.size + Int64(firstTwo.count)
+        let journal = try #require(store.importer?.journal)
+        journal.locked { $0.emptyAbove = 1 }
         try await store.record(event("a"))
         try await store.record(event("b"))
-        let first = importer.journal.generation
-        // The importer imports both, then empties the file.
-        #expect(importer.journal.wait { $0.end == 0 }, "the importer did not empty the journal")
-        importer.emptyAbove = .max
+        #expect(journal.wait { $0.end == 0 }, "the importer did not empty the journal")
+        journal.locked { $0.emptyAbove = .max }
         for index in 0..<6 { try await store.record(event("n\(index)")) }
-        #expect(importer.journal.generation != first)
-        // The old generation's offset lies inside the new records.
-        #expect(importer.journal.end > firstEnd)
-        // A command reads the new generation from its start.
-        let command = try SQLiteStore(folder: folder, writer: .direct)
-        #expect(try await tools(command) == ["a", "b", "n0", "n1", "n2", "n3", "n4", "n5"])
-        #expect(importer.journal.waitUntilImported(), "the importer did not catch up")
-        #expect(try await tools(store) == ["a", "b", "n0", "n1", "n2", "n3", "n4", "n5"])
+        #expect(journal.waitUntilImported(), "the importer did not catch up")
+        #expect(try await tools(SQLiteStore(folder: folder, writer: .direct)) == ["a", "b", "n0", "n1", "n2", "n3", "n4", "n5"])
     }
 
     /// When SQLite stops taking records (here: locked by another process
-    /// for longer than the importer waits), records pile up in the journal
-    /// until the backlog limit, then calls fail closed; once the database
-    /// takes them again, so do records.
+    /// for longer than the importer waits), calls go on while records wait
+    /// in the journal, up to the backlog limit; then calls fail closed.
+    /// Once the database takes records again, the importer catches up by
+    /// itself and records are accepted again.
     @Test func aBacklogPastTheLimitFailsClosed() async throws {
         let folder = folder()
         let store = try SQLiteStore(folder: folder, writer: .journal)
         defer { store.close() }
         let journal = try #require(store.importer?.journal)
-        journal.maxBacklog = 1000
+        #expect(recordAtOnce(store, event("first")) == nil)
+        #expect(journal.waitUntilImported())
+        journal.locked { $0.maxBacklog = 1000 }
         let other = try DatabaseQueue(path: folder + "/portal.sqlite")
-        let (accepted, failure) = try await other.write { db -> (Int, String?) in
+        let (accepted, failure, importFailed) = try await other.write { db -> (Int, String?, Bool) in
             try db.execute(sql: "INSERT INTO tool_pin (server, tool, state, hash, definition) VALUES ('s', 't', 'pending', 'h', '{}')")
-            for index in 0..<100 {
-                if let failure = recordAtOnce(store, event("r\(index)")) { return (index, failure) }
+            #expect(recordAtOnce(store, event("r0")) == nil)
+            // The importer tries, waits out its busy timeout and fails; the record stays in the journal.
+            let importFailed = journal.wait { $0.importFailure != nil }
+            for index in 1..<100 {
+                if let failure = recordAtOnce(store, event("r\(index)")) { return (index, failure, importFailed) }
             }
-            return (100, nil)
+            return (100, nil, importFailed)
         }
+        #expect(importFailed, "the importer never failed while the database was locked")
         #expect(accepted > 1 && accepted < 100)
         #expect(failure?.contains("wait for the database") == true, "\(failure ?? "no failure")")
-        try await store.importJournal()
-        try await store.record(event("after"))
-        #expect(try await tools(store) == (0..<accepted).map { "r\($0)" } + ["after"])
+        #expect(journal.waitUntilImported(), "the importer did not catch up after the lock was released")
+        #expect(recordAtOnce(store, event("after")) == nil)
+        #expect(try await tools(store) == ["first"] + (0..<accepted).map { "r\($0)" } + ["after"])
     }
 }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
 import subprocess
 
 import anyio
@@ -116,29 +117,38 @@ def _calls_of(portal: PortalProcess, session: str) -> list[dict]:
 
 async def test_a_killed_portal_loses_no_answered_call(tmp_path):
     """A call's record is committed (appended to the audit journal) before
-    its answer; SQLite is filled behind. A portal killed with SIGKILL right
-    after its last answer loses none of them: `audit query` imports what
-    the journal holds, and so does the next portal at start, each record
+    its answer; SQLite is filled behind. Another process holds SQLite's
+    write lock while the calls run, so nothing reaches the database before
+    the portal is killed with SIGKILL: `audit query` imports what the
+    journal holds, and so does the next portal at start, each record
     exactly once."""
     servers, portals = [{"id": "notes", "builtin": "notes"}], [{"id": "default", "servers": ["notes"]}]
     portal = PortalProcess(tmp_path, servers, portals).start()
-    try:
-        first = await _calls_in_one_session(portal, 40)
-    finally:
-        portal.kill()
+
+    async def calls_then_kill() -> str:
+        lock = sqlite3.connect(portal.storage / "portal.sqlite", isolation_level=None, timeout=30)
+        try:
+            lock.execute("BEGIN IMMEDIATE")
+            try:
+                return await _calls_in_one_session(portal, 40)
+            finally:
+                portal.kill()
+        finally:
+            lock.close()
+
+    first = await calls_then_kill()
     assert len(_calls_of(portal, first)) == 40
 
     portal.start()
-    try:
-        second = await _calls_in_one_session(portal, 40)
-    finally:
-        portal.kill()
+    second = await calls_then_kill()
     portal.start()
     try:
-        # Queried while the restarted portal runs; each call once.
+        recovered = [r for r in portal.log.json_records() if r.get("msg") == "audit journal recovered"]
+        assert recovered and int(recovered[0]["records"]) >= 40, portal.log.tail()
         assert len(_calls_of(portal, first)) == 40
         assert len(_calls_of(portal, second)) == 40
-        assert sorted(r["id"] for r in portal.audit()) == list(range(1, len(portal.audit()) + 1))
+        ids = [r["id"] for r in portal.audit()]
+        assert sorted(ids) == list(range(1, len(ids) + 1))
     finally:
         portal.stop()
 
