@@ -154,7 +154,7 @@ let package = Package(
         .testTarget(
             name: "HTTPEdgeTests",
             dependencies: [
-                "HTTPEdge",
+                "HTTPEdge", "Gateway",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),

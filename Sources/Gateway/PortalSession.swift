@@ -34,6 +34,8 @@ public final class PortalSession: Sendable {
         var inFlight: [JSON: (client: UpstreamClient, id: Int)] = [:]
         var subscriptions: Set<String> = []
         var listener: UUID?
+        /// Its opening is audited (closing is audited only then).
+        var opened = false
         var closed = false
         /// What the client said it can do in `initialize` (sampling, elicitation, roots).
         var clientCapabilities: JSON?
@@ -64,18 +66,21 @@ public final class PortalSession: Sendable {
     }
 
     /// Starts relaying list changes and server notifications to the client.
+    /// The pool holds the session until ``close()`` removes the listener.
+    /// (No weak references to a session anywhere: one would move its
+    /// reference counts to a side table, slower on every retain, and a
+    /// session is retained many times in every call.)
     public func start() {
         state.withLock { s in
             guard s.listener == nil, !s.closed else { return }
-            s.listener = gateway.pool.addListener { [weak self] server, event in
-                guard let self else { return }
+            s.listener = gateway.pool.addListener { [self] server, event in
                 Task { await self.relay(server: server, event: event) }
             }
         }
     }
 
     public func close() async {
-        let (listener, tasks, waiters, executions) = state.withLock { s in
+        let (listener, tasks, waiters, executions, opened) = state.withLock { s in
             defer {
                 s.closed = true
                 s.listener = nil
@@ -83,7 +88,7 @@ public final class PortalSession: Sendable {
                 s.clientRequests = [:]
                 s.executions = [:]
             }
-            return (s.listener, Array(s.inFlight.values), Array(s.clientRequests.values), Array(s.executions.values))
+            return (s.listener, Array(s.inFlight.values), Array(s.clientRequests.values), Array(s.executions.values), s.opened && !s.closed)
         }
         for execution in executions { execution.cancel() }
         if let listener { gateway.pool.removeListener(listener) }
@@ -91,6 +96,7 @@ public final class PortalSession: Sendable {
         for continuation in waiters {
             continuation.resume(returning: .error(id: nil, JSONRPCError(code: -32000, message: "session closed")))
         }
+        guard opened else { return }
         try? await gateway.record(AuditEvent(kind: .sessionClose, portal: portal.id, sessionID: id, principal: principal.subject, outcome: .ok))
     }
 
@@ -218,6 +224,7 @@ public final class PortalSession: Sendable {
         start()
         try await gateway.record(AuditEvent(kind: .sessionOpen, portal: portal.id, sessionID: id, principal: principal.subject,
                                             method: MCP.Method.initialize, outcome: .ok))
+        state.withLock { $0.opened = true }
         var instructions = codeMode
             ? "mcp-portal \"\(portal.id)\" in Code Mode: find tools with \(CodeModeTools.search), then call them from JavaScript with \(CodeModeTools.execute)."
             : "mcp-portal \"\(portal.id)\": tools of several servers, named {server}_{tool}. "
@@ -425,15 +432,15 @@ public final class PortalSession: Sendable {
         let timeout = gateway.timeout(for: server.id)
         let sink = CallSink(
             notify: { [outbound] note in await outbound.send(Self.namingServer(note, serverID), relatedTo: relatedTo) },
-            request: { [weak self] request in
-                guard let self else { return .error(id: request.id, JSONRPCError(code: -32000, message: "session closed")) }
-                return await self.askClient(request, relatedTo: relatedTo, timeout: timeout)
+            request: { [self] request in
+                await askClient(request, relatedTo: relatedTo, timeout: timeout)
             })
+        // The closures hold the session until the call ends (its timeout bounds that).
         let client = server.client
-        client.start(method: method, params: params, sink: sink, timeout: timeout, registered: { [weak self] upstreamID in
-            self?.state.withLock { $0.inFlight[downstreamID] = (client, upstreamID) }
-        }, completion: { [weak self] result in
-            self?.state.withLock { _ = $0.inFlight.removeValue(forKey: downstreamID) }
+        client.start(method: method, params: params, sink: sink, timeout: timeout, registered: { [self] upstreamID in
+            state.withLock { $0.inFlight[downstreamID] = (client, upstreamID) }
+        }, completion: { [self] result in
+            state.withLock { _ = $0.inFlight.removeValue(forKey: downstreamID) }
             switch result {
             case .success(var response):
                 response.id = downstreamID
@@ -475,9 +482,9 @@ public final class PortalSession: Sendable {
                 return
             }
             Task { await outbound.send(message, relatedTo: relatedTo) }
-            Task { [weak self] in
+            Task { [self] in
                 try? await Task.sleep(for: timeout)
-                guard let waiter = self?.state.withLock({ $0.clientRequests.removeValue(forKey: key) }) else { return }
+                guard let waiter = state.withLock({ $0.clientRequests.removeValue(forKey: key) }) else { return }
                 waiter.resume(returning: .error(id: nil, JSONRPCError(code: -32001, message: "the client did not answer \(method) in time")))
             }
         }

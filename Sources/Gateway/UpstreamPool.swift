@@ -96,6 +96,9 @@ public final class UpstreamPool: Sendable {
 
     public func removeListener(_ id: UUID) { _ = listeners.withLock { $0.removeValue(forKey: id) } }
 
+    /// How many listeners there are (tests: sessions that end remove theirs).
+    var listenerCount: Int { listeners.withLock { $0.count } }
+
     func handle(_ id: String, _ event: UpstreamEvent) {
         switch event {
         case .ready(let result):

@@ -293,8 +293,10 @@ final class AnswerHandler: ChannelInboundHandler, @unchecked Sendable {
         }
         current = exchange
         decoder.write(data: .head(request.method == .POST ? Self.postHead : HTTPRequestHead(version: .http1_1, method: request.method, uri: "/")))
-        exchange.timer = loop.scheduleTask(in: timeout) { [weak self] in
-            self?.failCurrent(HTTP1Pool.PoolError(description: "no answer within \(timeout)"))
+        // Holds the handler until the answer cancels it (no weak reference:
+        // one per call, and a side table for the handler's reference counts).
+        exchange.timer = loop.scheduleTask(in: timeout) { [self] in
+            failCurrent(HTTP1Pool.PoolError(description: "no answer within \(timeout)"))
             exchange.channel.close(promise: nil)
         }
         written.futureResult.whenComplete { result in

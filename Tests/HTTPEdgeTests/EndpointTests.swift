@@ -7,6 +7,7 @@ import MCPWire
 import NIOCore
 import PortalCore
 import Testing
+@testable import Gateway
 @testable import HTTPEdge
 
 let mcpSession = HTTPField.Name("Mcp-Session-Id")!
@@ -142,6 +143,20 @@ struct EndpointTests {
             let after = try await post(client, #"{"jsonrpc":"2.0","id":3,"method":"tools/list"}"#, session: session)
             #expect(after.status == .notFound)
             #expect(try parse(after)["error"]?["code"] == .int(-32001))
+        }
+    }
+
+    /// A session whose opening cannot be audited is refused and dropped:
+    /// it stops listening to the pool (which would otherwise hold it).
+    @Test func aSessionWhoseOpeningCannotBeAuditedIsDropped() async throws {
+        try await withPortal { portal, client in
+            _ = try await open(client)
+            #expect(portal.pool.listenerCount == 1)
+            portal.store.close()
+            let refused = try await post(client, initialize.replacingOccurrences(of: "VERSION", with: "2025-11-25"), session: nil)
+            #expect(try parse(refused)["error"]?["code"] == .int(-32603))
+            #expect(refused.headers[mcpSession] == nil)
+            #expect(portal.pool.listenerCount == 1)
         }
     }
 
