@@ -218,7 +218,10 @@ enum JournalHeader {
 struct JournalTail {
     /// The file's generation; nil when it has none yet (no file, or empty).
     var generation: UInt64?
-    var events: [AuditEvent] = []
+    /// The bytes read, and where each whole record's payload lies in them
+    /// (the import binds values straight from them).
+    var bytes: [UInt8] = []
+    var payloads: [Range<Int>] = []
     /// Where the last whole record read ends.
     var end: Int64
     /// The file's length when read.
@@ -226,6 +229,15 @@ struct JournalTail {
     /// The bytes at `end` are a whole record that does not read back (its
     /// hash or fields are wrong), not one still being written.
     var damaged = false
+
+    var isEmpty: Bool { payloads.isEmpty }
+
+    /// The records read, as events (what the import stores; tests read them).
+    var events: [AuditEvent] {
+        bytes.withUnsafeBytes { raw in
+            payloads.compactMap { JournalRecord.event(from: UnsafeRawBufferPointer(rebasing: raw[$0])) }
+        }
+    }
 
     /// Reads the whole records after `offset` (an offset into generation
     /// `generation`) in the file at `path`, about `limit` bytes of them, or
@@ -256,9 +268,9 @@ struct JournalTail {
             var larger: Int?
             bytes.withUnsafeBytes { raw in
                 reading: while true {
-                    switch JournalRecord.decode(raw, at: position) {
-                    case .record(let event, let next):
-                        tail.events.append(event)
+                    switch JournalRecord.find(raw, at: position) {
+                    case .record(let payload, let next):
+                        tail.payloads.append(payload)
                         position = next
                     case .partial(let needs):
                         // A first record larger than the limit, whole in the file: read it all.
@@ -271,6 +283,7 @@ struct JournalTail {
                 }
             }
             tail.end = start + Int64(position)
+            tail.bytes = bytes
             guard let larger else { break }
             wanted = larger
         }
@@ -333,10 +346,10 @@ enum JournalRecord {
         }
     }
 
-    /// What `decode` finds at a position.
+    /// What `find` finds at a position.
     enum Found {
-        /// A whole record, and where the next begins.
-        case record(AuditEvent, next: Int)
+        /// A whole record: where its payload lies, and where the next begins.
+        case record(payload: Range<Int>, next: Int)
         /// Not all of a record is there yet: it needs this many bytes from
         /// the position (a record being written, or one cut short).
         case partial(needs: Int)
@@ -344,15 +357,47 @@ enum JournalRecord {
         case damaged
     }
 
-    static func decode(_ bytes: UnsafeRawBufferPointer, at position: Int) -> Found {
+    static func find(_ bytes: UnsafeRawBufferPointer, at position: Int) -> Found {
         guard bytes.count - position >= 8 else { return .partial(needs: 8) }
         let length = Int(UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: position, as: UInt32.self)))
         let hash = UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: position + 4, as: UInt32.self))
         guard length <= bytes.count - position - 8 else { return .partial(needs: 8 + length) }
-        let payload = UnsafeRawBufferPointer(rebasing: bytes[(position + 8)..<(position + 8 + length)])
-        guard fnv1a(payload) == hash, let event = event(from: payload) else { return .damaged }
-        return .record(event, next: position + 8 + length)
+        let range = (position + 8)..<(position + 8 + length)
+        let payload = UnsafeRawBufferPointer(rebasing: bytes[range])
+        guard fnv1a(payload) == hash, fields(payload, visit: { _, _ in }) else { return .damaged }
+        return .record(payload: range, next: range.upperBound)
     }
+
+    /// One field of a payload, in order: a number, a text, or no text.
+    enum Field {
+        case number(UInt64)
+        case text(UnsafeRawBufferPointer)
+        case none
+    }
+
+    /// Walks a payload's fields (after the format byte), telling `visit`
+    /// each one's column (1-based, the INSERT's order); false when the
+    /// payload is not one record of this format.
+    static func fields(_ payload: UnsafeRawBufferPointer, visit: (Int32, Field) -> Void) -> Bool {
+        var reader = Reader(bytes: payload)
+        guard reader.byte() == format else { return false }
+        for (index, isNumber) in layout.enumerated() {
+            let column = Int32(index + 1)
+            if isNumber {
+                guard let number = reader.number() else { return false }
+                visit(column, .number(number))
+            } else {
+                guard let text = reader.slice() else { return false }
+                visit(column, text.map(Field.text) ?? .none)
+            }
+        }
+        return reader.atEnd
+    }
+
+    /// Which fields are numbers (the rest are texts), in order: time, kind,
+    /// portal, session, principal, server, tool, method, outcome, error,
+    /// duration, argument bytes, argument hash, result bytes, detail, execution.
+    static let layout = [true, false, false, false, false, false, false, false, false, false, true, true, false, true, false, false]
 
     /// The event in a payload whose hash matched; nil when its fields do not read.
     static func event(from payload: UnsafeRawBufferPointer) -> AuditEvent? {
@@ -421,13 +466,18 @@ enum JournalRecord {
 
         /// `.some(nil)` for a text that is absent, nil when the payload ends.
         mutating func text() -> String?? {
+            slice().map { $0.map { String(decoding: $0, as: UTF8.self) } }
+        }
+
+        /// A text's bytes: `.some(nil)` for a text that is absent, nil when the payload ends.
+        mutating func slice() -> UnsafeRawBufferPointer?? {
             guard bytes.count - position >= 4 else { return nil }
             let length = UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: position, as: UInt32.self))
             position += 4
             if length == JournalRecord.none { return .some(nil) }
             guard Int(length) <= bytes.count - position else { return nil }
             defer { position += Int(length) }
-            return .some(String(decoding: UnsafeRawBufferPointer(rebasing: bytes[position..<(position + Int(length))]), as: UTF8.self))
+            return .some(UnsafeRawBufferPointer(rebasing: bytes[position..<(position + Int(length))]))
         }
     }
 }

@@ -71,8 +71,8 @@ final class JournalImporter: @unchecked Sendable {
         var records = 0
         while true {
             let tail = try importOnce()
-            records += tail.events.count
-            if tail.events.isEmpty || tail.end >= tail.fileLength { return (records, tail) }
+            records += tail.payloads.count
+            if tail.isEmpty || tail.end >= tail.fileLength { return (records, tail) }
         }
     }
 

@@ -233,7 +233,7 @@ public final class SQLiteStore: AuditStore, PinStore, Sendable {
         while true {
             let tail = try await pool.write { db in try Self.importJournal(db, path: self.journalPath) }
             importer?.journal.imported(tail)
-            if tail.events.isEmpty || tail.end >= tail.fileLength { return }
+            if tail.isEmpty || tail.end >= tail.fileLength { return }
         }
     }
 
@@ -244,8 +244,8 @@ public final class SQLiteStore: AuditStore, PinStore, Sendable {
         let row = try Row.fetchOne(db, sql: "SELECT generation, imported FROM audit_journal WHERE id = 1")
         let generation = (row?["generation"] as Int64?).map { UInt64(bitPattern: $0) }
         let tail = try JournalTail.read(path: path, generation: generation, after: row?["imported"] ?? 0)
-        guard let fileGeneration = tail.generation, !tail.events.isEmpty else { return tail }
-        try insert(tail.events, db)
+        guard let fileGeneration = tail.generation, !tail.isEmpty else { return tail }
+        try insert(tail, db)
         try db.execute(sql: "UPDATE audit_journal SET generation = ?, imported = ? WHERE id = 1",
                        arguments: [Int64(bitPattern: fileGeneration), tail.end])
         return tail
@@ -338,12 +338,7 @@ extension SQLiteStore {
     /// Inserts records in the caller's transaction. Values are bound
     /// straight to SQLite's statement.
     static func insert(_ events: [AuditEvent], _ db: Database) throws {
-        let statement = try db.cachedStatement(sql: """
-            INSERT INTO audit (time, kind, portal, session_id, principal, server, tool, method, outcome, error,
-                               duration_us, argument_bytes, argument_hash, result_bytes, detail, execution_id)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-            """)
-        let row = InsertRow(statement.sqliteStatement)
+        let row = try InsertRow(db)
         defer { row.reset() }
         for event in events {
             row.reset()
@@ -363,9 +358,28 @@ extension SQLiteStore {
             row.bind(14, Int64(event.resultBytes))
             row.bind(15, event.detail)
             row.bind(16, event.executionID)
-            let code = sqlite3_step(row.statement)
-            guard code == SQLITE_DONE else {
-                throw DatabaseError(resultCode: ResultCode(rawValue: code), message: String(cString: sqlite3_errmsg(db.sqliteConnection)))
+            try row.step(db)
+        }
+    }
+
+    /// Inserts the records a journal read found, binding values straight
+    /// from its bytes (the journal's field order is the INSERT's).
+    static func insert(_ tail: JournalTail, _ db: Database) throws {
+        let row = try InsertRow(db)
+        defer { row.reset() }
+        try tail.bytes.withUnsafeBytes { raw in
+            for range in tail.payloads {
+                row.reset()
+                _ = JournalRecord.fields(UnsafeRawBufferPointer(rebasing: raw[range])) { column, field in
+                    switch field {
+                    case .number(let bits):
+                        // The time is a Float64's bits; the counts are Int64s.
+                        if column == 1 { row.bind(column, Double(bitPattern: bits)) } else { row.bind(column, Int64(bitPattern: bits)) }
+                    case .text(let bytes): row.bind(column, bytes)
+                    case .none: break // cleared bindings are NULL
+                    }
+                }
+                try row.step(db)
             }
         }
     }
@@ -373,9 +387,35 @@ extension SQLiteStore {
     /// One prepared INSERT, bound value by value.
     struct InsertRow {
         let statement: OpaquePointer
-        init(_ statement: OpaquePointer) { self.statement = statement }
+
+        init(_ db: Database) throws {
+            statement = try db.cachedStatement(sql: """
+                INSERT INTO audit (time, kind, portal, session_id, principal, server, tool, method, outcome, error,
+                                   duration_us, argument_bytes, argument_hash, result_bytes, detail, execution_id)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """).sqliteStatement
+        }
+
         /// SQLite copies the text before the call returns.
         static let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
+
+        func step(_ db: Database) throws {
+            let code = sqlite3_step(statement)
+            guard code == SQLITE_DONE else {
+                throw DatabaseError(resultCode: ResultCode(rawValue: code), message: String(cString: sqlite3_errmsg(db.sqliteConnection)))
+            }
+        }
+
+        /// Text whose bytes stay put until the row is stepped and reset:
+        /// SQLite reads them in place (SQLITE_STATIC).
+        func bind(_ index: Int32, _ bytes: UnsafeRawBufferPointer) {
+            // An empty buffer may have no address, which SQLite would read as NULL.
+            guard let base = bytes.baseAddress else {
+                sqlite3_bind_text(statement, index, "", 0, Self.transient)
+                return
+            }
+            sqlite3_bind_text(statement, index, base.assumingMemoryBound(to: CChar.self), Int32(bytes.count), nil)
+        }
 
         func reset() {
             sqlite3_reset(statement)
