@@ -196,18 +196,24 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func read(context: ChannelHandlerContext) {
-        if canTakeInput, queued.isEmpty {
+        if canRead, queued.isEmpty {
             context.read()
         } else {
             readPending = true
         }
     }
 
-    private var canTakeInput: Bool {
+    /// Reads go on while a request is answered, one read ahead: a client
+    /// that sends its next request after this answer finds the socket
+    /// still registered for reading (no epoll change twice per call, which
+    /// holding reads cost); what a pipelining client sends meanwhile waits
+    /// in `queued`, and nothing more is read until it is taken. Nothing is
+    /// read once shutting down or closing.
+    private var canRead: Bool {
         switch state {
-        case .idle: !quiescing
+        case .idle, .passing(requestEnded: true), .answering: !quiescing
         case .collecting, .passing(requestEnded: false): true
-        case .passing(requestEnded: true), .answering, .closing: false
+        case .closing: false
         }
     }
 
@@ -323,7 +329,7 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 context.fireUserInboundEventTriggered(event)
             }
         }
-        if readPending, canTakeInput, queued.isEmpty {
+        if readPending, canRead, queued.isEmpty {
             readPending = false
             context.read()
         }

@@ -24,10 +24,21 @@ import Testing
         func errorCaught(context: ChannelHandlerContext, error: any Error) { errors += 1 }
     }
 
-    func pipeline() throws -> (EmbeddedChannel, Hummingbird) {
+    /// Counts the reads that reach the socket.
+    final class Reads: ChannelOutboundHandler, @unchecked Sendable {
+        typealias OutboundIn = Any
+        var count = 0
+        func read(context: ChannelHandlerContext) {
+            count += 1
+            context.read()
+        }
+    }
+
+    func pipeline(reads: Reads = Reads()) throws -> (EmbeddedChannel, Hummingbird) {
         let portal = try PortalApplication(config: testConfig(), logger: Logger(label: "lane-test"))
         let channel = EmbeddedChannel()
         let hummingbird = Hummingbird()
+        try channel.pipeline.syncOperations.addHandler(reads)
         try channel.pipeline.syncOperations.addHandler(FastLaneHandler(lane: FastLane(endpoint: portal.endpoint)))
         try channel.pipeline.syncOperations.addHandler(hummingbird)
         try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
@@ -63,6 +74,25 @@ import Testing
         try answer(channel)
         #expect(hummingbird.requests == ["/first"])
         #expect(!channel.isActive)
+    }
+
+    /// While a request is answered the socket is still read, one read
+    /// ahead (a client's next request finds it registered for reading, no
+    /// epoll change per call); what arrives waits, and nothing more is read
+    /// until it is taken.
+    @Test func readsGoOnOneReadAheadWhileARequestIsAnswered() throws {
+        let reads = Reads()
+        let (channel, hummingbird) = try pipeline(reads: reads)
+        try send(channel, "/first")
+        channel.read()
+        #expect(reads.count == 1, "no read while a request was answered")
+        try send(channel, "/second")
+        channel.read()
+        #expect(reads.count == 1, "read on while a request waited")
+        try answer(channel)
+        #expect(hummingbird.requests == ["/first", "/second"])
+        #expect(reads.count == 2, "the withheld read was not made once the waiting request was taken")
+        _ = try channel.finish()
     }
 
     /// Without a shutdown the same pipelined request is passed on in turn.
