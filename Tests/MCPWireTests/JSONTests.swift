@@ -50,6 +50,18 @@ struct JSONTests {
 
     @Test func invalidUTF8IsAnErrorNotACrash() {
         #expect(throws: JSONParseError.self) { try JSON.parse([0x22, 0xFF, 0xFE, 0x22]) }
+        // After eight ASCII bytes (the word-at-a-time check), and in a key.
+        #expect(throws: JSONParseError.self) { try JSON.parse(Array(#""abcdefghij"#.utf8) + [0xC3, 0x28, 0x22]) }
+        #expect(throws: JSONParseError.self) { try JSON.parse(Array(#"{"abcdefgh"#.utf8) + [0xE2, 0x82, 0x22, 0x3A, 0x31, 0x7D]) }
+    }
+
+    /// ASCII text and text with multi-byte characters at every position
+    /// around the eight-byte words read back as written.
+    @Test func stringsReadBackAsWritten() throws {
+        for text in ["", "a", "abcdefgh", "abcdefghi", "ünïcode ✓ 🎉", "abcdefg✓", "✓abcdefghijklmno", String(repeating: "x", count: 100) + "é"] {
+            let parsed = try JSON.parse(Array(("{\"\(text)\":\"\(text)\"}").utf8))
+            #expect(parsed[text]?.stringValue == text)
+        }
     }
 
     @Test func depthIsBounded() {
