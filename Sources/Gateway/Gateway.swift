@@ -74,8 +74,8 @@ public final class Gateway: Sendable {
         return built
     }
 
-    func timeout(for server: String) -> Duration {
-        .seconds(pool.state(server)?.config.callTimeoutSeconds ?? config.limits.callTimeoutSeconds)
+    func timeout(for server: UpstreamPool.ServerState) -> Duration {
+        .seconds(server.config.callTimeoutSeconds ?? config.limits.callTimeoutSeconds)
     }
 
     /// Records an audit event; a store failure becomes an error the client sees

@@ -184,7 +184,7 @@ public final class PortalSession: Sendable {
             return try await routeCompletion(message, params: params)
         case MCP.Method.loggingSetLevel:
             for server in activeServers(capability: "logging") {
-                _ = try? await server.client.request(method: method, params: message.params, timeout: gateway.timeout(for: server.id))
+                _ = try? await server.client.request(method: method, params: message.params, timeout: gateway.timeout(for: server))
             }
             return .response(id: id, result: [:])
         default:
@@ -429,7 +429,7 @@ public final class PortalSession: Sendable {
     func startForward(downstreamID: JSON, relatedTo: JSON, to server: UpstreamPool.ServerState, method: String, params: JSON?,
                       completion: @escaping @Sendable (JSONRPCMessage) -> Void) {
         let serverID = server.id
-        let timeout = gateway.timeout(for: server.id)
+        let timeout = gateway.timeout(for: server)
         let sink = CallSink(
             notify: { [outbound] note in await outbound.send(Self.namingServer(note, serverID), relatedTo: relatedTo) },
             request: { [self] request in
