@@ -157,17 +157,23 @@ import Testing
     /// A record cut short at the end (the machine stopped mid-write) is
     /// dropped at open, so the records after it are readable.
     @Test func aRecordCutShortIsDroppedAndNewOnesFollow() async throws {
-        let folder = folder()
-        try appendWithoutImport(["a", "b"], to: folder)
         var torn: [UInt8] = []
         JournalRecord.encode(event("torn"), into: &torn)
+        try await expectDropped(Array(torn.prefix(20)))
+    }
+
+    /// Two records, then `tail` at the end of the file: the next portal
+    /// imports the two, drops the tail, and records after it are read.
+    func expectDropped(_ tail: [UInt8]) async throws {
+        let folder = folder()
+        try appendWithoutImport(["a", "b"], to: folder)
         let file = try #require(FileHandle(forWritingAtPath: folder + "/" + AuditJournal.fileName))
         file.seekToEndOfFile()
-        file.write(Data(torn.prefix(20)))
+        file.write(Data(tail))
         try file.close()
         let store = try SQLiteStore(folder: folder, writer: .journal)
         defer { store.close() }
-        #expect(store.recovered.records == 2 && store.recovered.droppedBytes == 20)
+        #expect(store.recovered.records == 2 && store.recovered.droppedBytes == Int64(tail.count))
         try await store.record(event("c"))
         #expect(try await tools(store) == ["a", "b", "c"])
     }
@@ -191,17 +197,7 @@ import Testing
         #expect(try await tools(SQLiteStore(folder: folder, writer: .direct)) == ["a"])
         #expect(try Data(contentsOf: URL(fileURLWithPath: path)).count == bytes.count)
 
-        let zeros = self.folder()
-        try appendWithoutImport(["a", "b"], to: zeros)
-        let file = try #require(FileHandle(forWritingAtPath: zeros + "/" + AuditJournal.fileName))
-        file.seekToEndOfFile()
-        file.write(Data(count: 4096))
-        try file.close()
-        let store = try SQLiteStore(folder: zeros, writer: .journal)
-        defer { store.close() }
-        #expect(store.recovered.records == 2 && store.recovered.droppedBytes == 4096)
-        try await store.record(event("c"))
-        #expect(try await tools(store) == ["a", "b", "c"])
+        try await expectDropped([UInt8](repeating: 0, count: 4096))
     }
 
     /// The saved offset lies past the end of its own generation (the file
