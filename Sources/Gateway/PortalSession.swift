@@ -224,7 +224,14 @@ public final class PortalSession: Sendable {
         start()
         try await gateway.record(AuditEvent(kind: .sessionOpen, portal: portal.id, sessionID: id, principal: principal.subject,
                                             method: MCP.Method.initialize, outcome: .ok))
-        state.withLock { $0.opened = true }
+        let closedMeanwhile = state.withLock { s -> Bool in
+            s.opened = true
+            return s.closed
+        }
+        if closedMeanwhile {
+            // Closed (its stream dropped) while the opening was recorded: close() skipped the closing record.
+            try? await gateway.record(AuditEvent(kind: .sessionClose, portal: portal.id, sessionID: id, principal: principal.subject, outcome: .ok))
+        }
         var instructions = codeMode
             ? "mcp-portal \"\(portal.id)\" in Code Mode: find tools with \(CodeModeTools.search), then call them from JavaScript with \(CodeModeTools.execute)."
             : "mcp-portal \"\(portal.id)\": tools of several servers, named {server}_{tool}. "

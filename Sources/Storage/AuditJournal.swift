@@ -284,7 +284,9 @@ struct JournalTail {
             }
             tail.end = start + Int64(position)
             tail.bytes = bytes
-            guard let larger else { break }
+            // A file cut shorter since its length was taken (the portal
+            // emptied it): what was read is all there is.
+            guard let larger, bytes.count == wanted else { break }
             wanted = larger
         }
         return tail
@@ -442,6 +444,18 @@ enum JournalRecord {
             hash = (hash ^ UInt32(byte)) &* 0x0100_0193
         }
         return hash
+    }
+
+    /// Whether a whole record that reads back starts anywhere after
+    /// `position` (tried at every byte): what follows an unreadable record
+    /// is then records, not the rest of a torn write.
+    static func anyRecord(in bytes: UnsafeRawBufferPointer, after position: Int) -> Bool {
+        var offset = position + 1
+        while offset + 8 <= bytes.count {
+            if case .record = find(bytes, at: offset) { return true }
+            offset += 1
+        }
+        return false
     }
 
     /// Reads a payload front to back; each read is nil when the payload

@@ -131,21 +131,24 @@ final class JournalImporter: @unchecked Sendable {
     /// left (at most `emptyWithin`) is imported while appends wait, in a
     /// transaction that commits before the file is emptied: a crash in
     /// between leaves a file whose generation the database has read to
-    /// its end. (Those last records are not synced: like SQLite's last
-    /// commits with `synchronous = NORMAL`, a power loss right then can
-    /// lose them.)
+    /// its end. The database's write lock is taken first, the journal's
+    /// inside it, so appends never wait for another process's transaction.
+    /// (Those last records are not synced: like SQLite's last commits with
+    /// `synchronous = NORMAL`, a power loss right then can lose them.)
     private func empty() {
         checkpoint()
-        journal.locked { journal in
-            guard journal.end - journal.importedEnd <= Self.emptyWithin else { return }
-            if journal.importedEnd < journal.end {
-                guard let tail = try? pool.write({ db in try SQLiteStore.importJournal(db, path: journal.path) }),
-                      tail.generation == journal.generation else { return }
-                journal.importedEnd = max(journal.importedEnd, tail.end)
-            }
-            guard journal.importedEnd == journal.end else { return }
-            try? journal.emptyHoldingLock()
-            journal.condition.broadcast()
+        var holding = false
+        defer { if holding { journal.condition.unlock() } }
+        let tail = try? pool.write { db -> JournalTail? in
+            journal.condition.lock()
+            holding = true
+            guard journal.end - journal.importedEnd <= Self.emptyWithin else { return nil }
+            return try SQLiteStore.importJournal(db, path: journal.path)
         }
+        guard holding, let tail = tail ?? nil, tail.generation == journal.generation || tail.isEmpty else { return }
+        if tail.generation == journal.generation { journal.importedEnd = max(journal.importedEnd, tail.end) }
+        guard journal.importedEnd == journal.end else { return }
+        try? journal.emptyHoldingLock()
+        journal.condition.broadcast()
     }
 }

@@ -86,23 +86,26 @@ public final class SQLiteStore: AuditStore, PinStore, Sendable {
     }
 
     /// What an earlier process appended and did not import goes in first.
-    /// A record cut short at the end (or zeros there, as a power loss can
-    /// leave) is dropped; a whole record that does not read back stops the
-    /// portal from starting, since records after it would be lost. Then
-    /// the file starts afresh (a new generation), which also covers a file
-    /// shorter than the offset saved for it.
+    /// What cannot be read at the end is a torn write (a crash of the
+    /// machine mid-write; blocks never written read back as zeros, often
+    /// inside a record) and is dropped, when no readable record follows it.
+    /// When one does, the unreadable bytes are damage in the middle: the
+    /// portal does not start, since starting would lose the records after
+    /// them. Then the file starts afresh (a new generation), which also
+    /// covers a file shorter than the offset saved for it.
     private static func recover(_ journal: AuditJournal, _ importer: JournalImporter) throws -> (records: Int, droppedBytes: Int64) {
         let (records, tail) = try importer.importAll()
         guard tail.generation != nil else { return (records, 0) }
         let rest = tail.fileLength - tail.end
-        if tail.damaged, rest > 0 {
+        if rest > 0 {
             let descriptor = open(journal.path, O_RDONLY | O_CLOEXEC)
             defer { if descriptor >= 0 { Glibc.close(descriptor) } }
             let bytes = descriptor < 0 ? [] : try JournalTail.readBytes(descriptor, at: tail.end, count: Int(rest), path: journal.path)
-            guard bytes.count == Int(rest), bytes.allSatisfy({ $0 == 0 }) else {
+            let recordsFollow = bytes.withUnsafeBytes { JournalRecord.anyRecord(in: $0, after: 0) }
+            guard bytes.count == Int(rest), !recordsFollow else {
                 throw StoreError.journal("""
-                    \(journal.path): the record at offset \(tail.end) is damaged, so the \(rest) bytes from there \
-                    cannot be imported (the records before it are). Keep the file for inspection and move it aside to start.
+                    \(journal.path): the record at offset \(tail.end) is damaged, and records follow it, so the \(rest) bytes \
+                    from there cannot be imported (the records before it are). Keep the file for inspection and move it aside to start.
                     """)
             }
         }

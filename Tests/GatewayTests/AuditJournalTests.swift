@@ -160,6 +160,8 @@ import Testing
         var torn: [UInt8] = []
         JournalRecord.encode(event("torn"), into: &torn)
         try await expectDropped(Array(torn.prefix(20)))
+        // Whole in length, but its end never written (zeros from a block boundary on).
+        try await expectDropped(Array(torn.prefix(40)) + [UInt8](repeating: 0, count: torn.count - 40))
     }
 
     /// Two records, then `tail` at the end of the file: the next portal
@@ -196,6 +198,16 @@ import Testing
         // The record before it is imported; the file is left as it was.
         #expect(try await tools(SQLiteStore(folder: folder, writer: .direct)) == ["a"])
         #expect(try Data(contentsOf: URL(fileURLWithPath: path)).count == bytes.count)
+
+        // A length that runs past the end, with records after it: damage too, not a torn write.
+        let long = self.folder()
+        try appendWithoutImport(["a", "b", "c"], to: long)
+        let longPath = long + "/" + AuditJournal.fileName
+        var longBytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: longPath)))
+        longBytes[damagedAt + 2] = 0x7F
+        try Data(longBytes).write(to: URL(fileURLWithPath: longPath))
+        let runsPast = #expect(throws: StoreError.self) { try SQLiteStore(folder: long, writer: .journal) }
+        #expect(runsPast?.description.contains("the record at offset \(damagedAt) is damaged") == true, "\(String(describing: runsPast))")
 
         try await expectDropped([UInt8](repeating: 0, count: 4096))
     }
