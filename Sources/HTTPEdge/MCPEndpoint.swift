@@ -9,6 +9,7 @@ import NIOCore
 import NIOHTTP1
 import PortalCore
 import ServiceLifecycle
+import Synchronization
 
 /// The MCP endpoints: Streamable HTTP at `/{portal}/mcp` (POST, GET, DELETE)
 /// and the legacy HTTP+SSE transport at `/{portal}/sse` and
@@ -39,12 +40,17 @@ struct MCPEndpoint: Sendable {
         return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: bytes)))
     }
 
+    /// An SSE response; `onEnd` runs once when it ends, also when its body
+    /// never runs (the connection failed before the head was written),
+    /// or the stream would stay attached and its session never expire.
     static func sse(_ events: AsyncStream<EdgeSession.Event>, of edge: EdgeSession, headers: HTTPFields = [:],
                     onEnd: @escaping @Sendable () async -> Void, prefix: [ByteBuffer] = []) -> Response {
         var headers = headers
         headers[.contentType] = "text/event-stream"
         headers[.cacheControl] = "no-cache, no-transform"
+        let end = EndOnce(onEnd)
         return Response(status: .ok, headers: headers, body: ResponseBody { writer in
+            let onEnd = end.run
             do {
                 for buffer in prefix { try await writer.write(buffer) }
                 // Streams end when the portal shuts down, so it never waits on them.
@@ -63,6 +69,31 @@ struct MCPEndpoint: Sendable {
             }
             await onEnd()
         })
+    }
+
+    /// Runs an ending once: when told, or when dropped untold.
+    final class EndOnce: Sendable {
+        let body: @Sendable () async -> Void
+        let ran = Mutex(false)
+
+        init(_ body: @escaping @Sendable () async -> Void) { self.body = body }
+
+        func run() async {
+            if take() { await body() }
+        }
+
+        private func take() -> Bool {
+            ran.withLock { ran in
+                defer { ran = true }
+                return !ran
+            }
+        }
+
+        deinit {
+            guard take() else { return }
+            let body = self.body
+            Task { await body() }
+        }
     }
 
     func checkOrigin(_ request: Request) -> Response? {

@@ -160,6 +160,39 @@ struct EndpointTests {
         }
     }
 
+    /// A stream response whose body never runs (the connection failed
+    /// before its head was written) still ends its stream: the session is
+    /// no longer listening, so it can expire.
+    @Test func aStreamWhoseBodyNeverRunsStillEnds() async throws {
+        let edge = EdgeSession(id: "s", legacy: false, bufferLimit: 16)
+        let (ended, signal) = AsyncStream<Void>.makeStream()
+        do {
+            let (token, events) = edge.openStandalone()
+            #expect(edge.isListening)
+            let response = MCPEndpoint.sse(events, of: edge, onEnd: {
+                edge.detach(EdgeSession.standalone, token: token)
+                signal.yield()
+            })
+            #expect(response.status == .ok)
+        }
+        // Waits for the ending; the deadline only turns a hang into a failure.
+        let ran = await withTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                var waiting = ended.makeAsyncIterator()
+                return await waiting.next() != nil
+            }
+            group.addTask {
+                try? await Task.sleep(for: .seconds(10))
+                return false
+            }
+            let first = await group.next() ?? false
+            group.cancelAll()
+            return first
+        }
+        #expect(ran, "the stream's ending never ran")
+        #expect(!edge.isListening)
+    }
+
     @Test func unknownPortalIs404() async throws {
         try await withPortal { _, client in
             let response = try await post(client, initialize.replacingOccurrences(of: "VERSION", with: "2025-11-25"), session: nil, path: "/nope/mcp")
