@@ -145,7 +145,8 @@ let package = Package(
         .testTarget(name: "CodeModeTests", dependencies: ["CodeMode", "MCPWire", "PortalCore"]),
         .testTarget(
             name: "UpstreamTests",
-            dependencies: ["Upstream", .product(name: "NIOCore", package: "swift-nio"), .product(name: "Logging", package: "swift-log")]
+            dependencies: ["Upstream", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+                           .product(name: "Logging", package: "swift-log")]
         ),
         .testTarget(
             name: "GatewayTests",

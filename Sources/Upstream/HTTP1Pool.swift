@@ -241,7 +241,6 @@ final class Exchange: @unchecked Sendable {
     var receivedAnything = false
     /// The request reached the socket: from here on it is never sent again.
     var written = false
-    var timer: Scheduled<Void>?
 
     init(pool: HTTP1Pool, connection: HTTP1Pool.Connection, completion: @escaping HTTP1Pool.Completion) {
         self.pool = pool
@@ -256,7 +255,6 @@ final class Exchange: @unchecked Sendable {
     }
 
     func fail(_ error: any Error) {
-        timer?.cancel()
         let completion = self.completion
         self.completion = nil
         completion?(.failure(error))
@@ -272,6 +270,15 @@ final class AnswerHandler: ChannelInboundHandler, @unchecked Sendable {
     private var keepAlive = true
     private let writer: RequestWriter
     private let decoder: HTTPResponseDecoder
+    /// When the exchange in progress must have its answer; nil when there
+    /// is none, or when it streams (the caller's timeout governs a stream).
+    private var deadline: NIODeadline?
+    private var timeout: TimeAmount = .zero
+    /// One timer per connection: a call only sets `deadline`, and the
+    /// timer, when it fires before the deadline in force (a later call's),
+    /// is set again for it. (Scheduling and cancelling a task per call was
+    /// about 2% of the portal's CPU.)
+    private var timer: Scheduled<Void>?
 
     init(writer: RequestWriter, decoder: HTTPResponseDecoder) {
         self.writer = writer
@@ -293,12 +300,10 @@ final class AnswerHandler: ChannelInboundHandler, @unchecked Sendable {
         }
         current = exchange
         decoder.write(data: .head(request.method == .POST ? Self.postHead : HTTPRequestHead(version: .http1_1, method: request.method, uri: "/")))
-        // Holds the handler until the answer cancels it (no weak reference:
-        // one per call, and a side table for the handler's reference counts).
-        exchange.timer = loop.scheduleTask(in: timeout) { [self] in
-            failCurrent(HTTP1Pool.PoolError(description: "no answer within \(timeout)"))
-            exchange.channel.close(promise: nil)
-        }
+        let deadline = NIODeadline.now() + timeout
+        self.deadline = deadline
+        self.timeout = timeout
+        if timer == nil { setTimer(at: deadline, on: exchange.channel) }
         written.futureResult.whenComplete { result in
             switch result {
             case .success: exchange.written = true
@@ -311,9 +316,25 @@ final class AnswerHandler: ChannelInboundHandler, @unchecked Sendable {
         }
     }
 
+    /// Holds the handler until it fires or the connection ends (no weak
+    /// reference: a side table for the handler's reference counts).
+    private func setTimer(at deadline: NIODeadline, on channel: any Channel) {
+        timer = channel.eventLoop.scheduleTask(deadline: deadline) { [self] in
+            timer = nil
+            guard current != nil, let due = self.deadline else { return }
+            if due <= .now() {
+                failCurrent(HTTP1Pool.PoolError(description: "no answer within \(timeout)"))
+                channel.close(promise: nil)
+            } else {
+                setTimer(at: due, on: channel)
+            }
+        }
+    }
+
     func failCurrent(_ error: any Error) {
         guard let exchange = current else { return }
         current = nil
+        deadline = nil
         exchange.fail(error)
     }
 
@@ -327,7 +348,7 @@ final class AnswerHandler: ChannelInboundHandler, @unchecked Sendable {
             if head.headers.first(name: "content-type")?.lowercased().hasPrefix("text/event-stream") == true {
                 let (stream, continuation) = AsyncThrowingStream<ByteBuffer, any Error>.makeStream()
                 exchange.stream = continuation
-                exchange.timer?.cancel()  // a stream lives as long as the call; the caller's timeout governs it
+                deadline = nil  // a stream lives as long as the call; the caller's timeout governs it
                 exchange.answer(.streaming(head, stream))
             } else {
                 exchange.body = context.channel.allocator.buffer(capacity: 512)
@@ -343,7 +364,7 @@ final class AnswerHandler: ChannelInboundHandler, @unchecked Sendable {
             }
         case .end:
             current = nil
-            exchange.timer?.cancel()
+            deadline = nil
             if let stream = exchange.stream {
                 stream.finish()
             } else if let head = exchange.head {
@@ -356,6 +377,9 @@ final class AnswerHandler: ChannelInboundHandler, @unchecked Sendable {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        timer?.cancel()
+        timer = nil
+        deadline = nil
         if let exchange = current {
             current = nil
             exchange.fail(exchange.receivedAnything || exchange.written

@@ -1,0 +1,52 @@
+import NIOCore
+import NIOPosix
+import Synchronization
+import Testing
+@testable import Upstream
+
+/// The pool's answer timeout: one timer per connection, set again when it
+/// fires before the deadline of the request in progress.
+@Suite struct PoolTimeoutTests {
+    /// A server that answers the first request on each connection and
+    /// then says nothing more on it.
+    final class FirstOnly: ChannelInboundHandler, @unchecked Sendable {
+        typealias InboundIn = ByteBuffer
+        typealias OutboundOut = ByteBuffer
+        var received = ""
+        var answered = false
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            received += String(buffer: unwrapInboundIn(data))
+            guard !answered, received.contains("\r\n\r\n") else { return }
+            answered = true
+            context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")), promise: nil)
+        }
+    }
+
+    func server() async throws -> any Channel {
+        try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .childChannelInitializer { channel in channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(FirstOnly()) } }
+            .bind(host: "127.0.0.1", port: 0).get()
+    }
+
+    func status(_ answer: HTTP1Pool.Answer) -> UInt {
+        guard case .complete(let head, _) = answer else { return 0 }
+        return head.status.code
+    }
+
+    @Test func aRequestGetsItsOwnDeadlineOnAKeptAliveConnection() async throws {
+        let server = try await server()
+        defer { server.close(promise: nil) }
+        let pool = HTTP1Pool(host: "127.0.0.1", port: try #require(server.localAddress?.port))
+        let head = try #require(HTTP1Pool.RequestHead(method: .POST, uri: "/", fields: [("Host", "127.0.0.1")]))
+        let request = try #require(head.request(adding: [], body: []))
+        // Answered; its connection is kept for the next request, with a timer still set for this one's deadline.
+        #expect(status(try await pool.execute(request, timeout: .milliseconds(300))) == 200)
+        // Not answered: it fails at its own deadline, not at the earlier one the timer was first set for.
+        let started = ContinuousClock.now
+        let failure = await #expect(throws: HTTP1Pool.PoolError.self) { try await pool.execute(request, timeout: .seconds(2)) }
+        #expect(ContinuousClock.now - started >= .seconds(2), "failed before its own deadline")
+        #expect(failure?.description.contains("no answer within") == true)
+        // That connection was closed: the next request goes on a new one, which answers.
+        #expect(status(try await pool.execute(request, timeout: .seconds(5))) == 200)
+    }
+}
