@@ -279,6 +279,7 @@ final class AnswerHandler: ChannelInboundHandler, @unchecked Sendable {
     /// is set again for it. (Scheduling and cancelling a task per call was
     /// about 2% of the portal's CPU.)
     private var timer: Scheduled<Void>?
+    private var timerDeadline: NIODeadline?
 
     init(writer: RequestWriter, decoder: HTTPResponseDecoder) {
         self.writer = writer
@@ -303,7 +304,12 @@ final class AnswerHandler: ChannelInboundHandler, @unchecked Sendable {
         let deadline = NIODeadline.now() + timeout
         self.deadline = deadline
         self.timeout = timeout
-        if timer == nil { setTimer(at: deadline, on: exchange.channel) }
+        // A timer set for this deadline or an earlier one (which sets itself
+        // again) will do; one set for a later deadline would fire too late.
+        if let armed = timerDeadline, armed <= deadline {} else {
+            timer?.cancel()
+            setTimer(at: deadline, on: exchange.channel)
+        }
         written.futureResult.whenComplete { result in
             switch result {
             case .success: exchange.written = true
@@ -319,8 +325,10 @@ final class AnswerHandler: ChannelInboundHandler, @unchecked Sendable {
     /// Holds the handler until it fires or the connection ends (no weak
     /// reference: a side table for the handler's reference counts).
     private func setTimer(at deadline: NIODeadline, on channel: any Channel) {
+        timerDeadline = deadline
         timer = channel.eventLoop.scheduleTask(deadline: deadline) { [self] in
             timer = nil
+            timerDeadline = nil
             guard current != nil, let due = self.deadline else { return }
             if due <= .now() {
                 failCurrent(HTTP1Pool.PoolError(description: "no answer within \(timeout)"))
@@ -365,20 +373,23 @@ final class AnswerHandler: ChannelInboundHandler, @unchecked Sendable {
         case .end:
             current = nil
             deadline = nil
+            // Back in the pool before the caller hears of the answer, so the
+            // caller's next request finds it. A server that answered before
+            // the whole request was written leaves the connection
+            // mid-request: it is not reused.
+            if keepAlive, exchange.written { exchange.pool.release(exchange.connection) } else { context.close(promise: nil) }
             if let stream = exchange.stream {
                 stream.finish()
             } else if let head = exchange.head {
                 exchange.answer(.complete(head, exchange.body ?? ByteBuffer()))
             }
-            // A server that answered before the whole request was written
-            // leaves the connection mid-request: it is not reused.
-            if keepAlive, exchange.written { exchange.pool.release(exchange.connection) } else { context.close(promise: nil) }
         }
     }
 
     func channelInactive(context: ChannelHandlerContext) {
         timer?.cancel()
         timer = nil
+        timerDeadline = nil
         deadline = nil
         if let exchange = current {
             current = nil

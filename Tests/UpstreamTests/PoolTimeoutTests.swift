@@ -48,5 +48,9 @@ import Testing
         #expect(failure?.description.contains("no answer within") == true)
         // That connection was closed: the next request goes on a new one, which answers.
         #expect(status(try await pool.execute(request, timeout: .seconds(5))) == 200)
+        // A shorter deadline than the one the connection's timer is set for is kept too.
+        let shorter = ContinuousClock.now
+        await #expect(throws: HTTP1Pool.PoolError.self) { try await pool.execute(request, timeout: .milliseconds(300)) }
+        #expect(ContinuousClock.now - shorter < .seconds(5), "failed only at the earlier request's later deadline")
     }
 }
