@@ -54,21 +54,21 @@ final class AuditJournal: @unchecked Sendable {
     init(folder: String) throws {
         let path = (folder as NSString).appendingPathComponent(Self.fileName)
         let descriptor = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
-        guard descriptor >= 0 else { throw StoreError.journal("cannot open \(path): \(String(cString: strerror(errno)))") }
+        guard descriptor >= 0 else { throw StoreError.failed("open", path) }
         var length = Int64(lseek(descriptor, 0, SEEK_END))
         var generation = JournalHeader.newGeneration()
-        var failure: String?
+        var failure: StoreError?
         if flock(descriptor, LOCK_EX | LOCK_NB) != 0 {
-            failure = "\(path) is in use by another mcp-portal serving from the same storage folder"
+            failure = .journal("\(path) is in use by another mcp-portal serving from the same storage folder")
         } else if length > 0 && length < JournalHeader.size {
             // A header cut short: nothing was appended after it.
-            if ftruncate(descriptor, 0) == 0 { length = 0 } else { failure = "cannot truncate \(path): \(String(cString: strerror(errno)))" }
+            if ftruncate(descriptor, 0) == 0 { length = 0 } else { failure = .failed("truncate", path) }
         } else if length > 0 {
-            if let header = JournalHeader.read(descriptor: descriptor) { generation = header } else { failure = "\(path) is not an audit journal (unknown header)" }
+            if let header = JournalHeader.read(descriptor: descriptor) { generation = header } else { failure = .journal("\(path) is not an audit journal (unknown header)") }
         }
         if let failure {
             Glibc.close(descriptor)
-            throw StoreError.journal(failure)
+            throw failure
         }
         self.path = path
         self.descriptor = descriptor
@@ -112,7 +112,7 @@ final class AuditJournal: @unchecked Sendable {
                     Glibc.close(descriptor)
                     descriptor = -1
                 }
-                throw StoreError.journal("cannot append to \(path): \(String(cString: strerror(code)))")
+                throw StoreError.failed("append to", path, code)
             }
             written += count
         }
@@ -160,32 +160,22 @@ final class AuditJournal: @unchecked Sendable {
     /// up to `end`.
     func emptyHoldingLock() throws {
         guard ftruncate(descriptor, 0) == 0 else {
-            throw StoreError.journal("cannot truncate \(path): \(String(cString: strerror(errno)))")
+            throw StoreError.failed("truncate", path)
         }
         end = 0
         importedEnd = 0
         generation = JournalHeader.newGeneration()
-    }
-
-    /// Cuts the file back to `length` (a torn record at its end), or to
-    /// nothing. Only at open, before anything is appended.
-    func cut(to length: Int64) throws {
-        condition.lock()
-        defer { condition.unlock() }
-        guard ftruncate(descriptor, off_t(length)) == 0 else {
-            throw StoreError.journal("cannot truncate \(path): \(String(cString: strerror(errno)))")
-        }
-        end = length
-        if length == 0 {
-            importedEnd = 0
-            generation = JournalHeader.newGeneration()
-        }
     }
 }
 
 /// Errors of the store's own making (SQLite's come as GRDB's).
 public enum StoreError: Error, CustomStringConvertible {
     case journal(String)
+
+    /// A system call on the journal failed: what was tried, and errno's text.
+    static func failed(_ what: String, _ path: String, _ code: Int32 = errno) -> StoreError {
+        .journal("cannot \(what) \(path): \(String(cString: strerror(code)))")
+    }
     public var description: String {
         switch self {
         case .journal(let message): "audit journal: \(message)"
@@ -231,6 +221,8 @@ struct JournalTail {
     var damaged = false
 
     var isEmpty: Bool { payloads.isEmpty }
+    /// Whether another read could find more whole records now.
+    var readsOn: Bool { !isEmpty && end < fileLength }
 
     /// The records read, as events (what the import stores; tests read them).
     var events: [AuditEvent] {
@@ -249,7 +241,7 @@ struct JournalTail {
         let descriptor = open(path, O_RDONLY | O_CLOEXEC)
         guard descriptor >= 0 else {
             if errno == ENOENT { return JournalTail(end: 0, fileLength: 0) }
-            throw StoreError.journal("cannot read \(path): \(String(cString: strerror(errno)))")
+            throw StoreError.failed("read", path)
         }
         defer { close(descriptor) }
         let length = Int64(lseek(descriptor, 0, SEEK_END))
@@ -301,7 +293,7 @@ struct JournalTail {
                 pread(descriptor, buffer.baseAddress! + filled, count - filled, off_t(offset) + off_t(filled))
             }
             if read < 0, errno == EINTR { continue }
-            guard read >= 0 else { throw StoreError.journal("cannot read \(path): \(String(cString: strerror(errno)))") }
+            guard read >= 0 else { throw StoreError.failed("read", path) }
             guard read > 0 else { break }
             filled += read
         }
@@ -403,24 +395,27 @@ enum JournalRecord {
 
     /// The event in a payload whose hash matched; nil when its fields do not read.
     static func event(from payload: UnsafeRawBufferPointer) -> AuditEvent? {
-        var reader = Reader(bytes: payload)
-        guard reader.byte() == format else { return nil }
-        guard let time = reader.number(), let kindText = reader.text(), let kind = kindText.flatMap(AuditEvent.Kind.init(rawValue:)),
-              let portal = reader.text() ?? nil, let sessionID = reader.text(), let principal = reader.text() ?? nil,
-              let server = reader.text(), let tool = reader.text(), let method = reader.text(),
-              let outcome = (reader.text() ?? nil).flatMap(AuditEvent.Outcome.init(rawValue:)), let error = reader.text(),
-              let duration = reader.number(), let argumentBytes = reader.number(), let argumentHash = reader.text(),
-              let resultBytes = reader.number(), let detail = reader.text(), let executionID = reader.text(), reader.atEnd
-        else { return nil }
-        var event = AuditEvent(time: Date(timeIntervalSince1970: Double(bitPattern: time)), kind: kind, portal: portal,
-                               sessionID: sessionID, principal: principal, server: server, tool: tool, method: method,
-                               outcome: outcome, error: error)
-        event.durationMicros = Int64(bitPattern: duration)
-        event.argumentBytes = Int(Int64(bitPattern: argumentBytes))
-        event.argumentHash = argumentHash
-        event.resultBytes = Int(Int64(bitPattern: resultBytes))
-        event.detail = detail
-        event.executionID = executionID
+        var values: [Field] = []
+        guard fields(payload, visit: { _, field in values.append(field) }) else { return nil }
+        func text(_ index: Int) -> String? {
+            guard case .text(let bytes) = values[index] else { return nil }
+            return String(decoding: bytes, as: UTF8.self)
+        }
+        func number(_ index: Int) -> UInt64 {
+            guard case .number(let value) = values[index] else { return 0 }
+            return value
+        }
+        guard let kind = text(1).flatMap(AuditEvent.Kind.init(rawValue:)), let portal = text(2), let principal = text(4),
+              let outcome = text(8).flatMap(AuditEvent.Outcome.init(rawValue:)) else { return nil }
+        var event = AuditEvent(time: Date(timeIntervalSince1970: Double(bitPattern: number(0))), kind: kind, portal: portal,
+                               sessionID: text(3), principal: principal, server: text(5), tool: text(6), method: text(7),
+                               outcome: outcome, error: text(9))
+        event.durationMicros = Int64(bitPattern: number(10))
+        event.argumentBytes = Int(Int64(bitPattern: number(11)))
+        event.argumentHash = text(12)
+        event.resultBytes = Int(Int64(bitPattern: number(13)))
+        event.detail = text(14)
+        event.executionID = text(15)
         return event
     }
 
@@ -479,10 +474,6 @@ enum JournalRecord {
         }
 
         /// `.some(nil)` for a text that is absent, nil when the payload ends.
-        mutating func text() -> String?? {
-            slice().map { $0.map { String(decoding: $0, as: UTF8.self) } }
-        }
-
         /// A text's bytes: `.some(nil)` for a text that is absent, nil when the payload ends.
         mutating func slice() -> UnsafeRawBufferPointer?? {
             guard bytes.count - position >= 4 else { return nil }

@@ -74,7 +74,7 @@ final class JournalImporter: @unchecked Sendable {
         while true {
             let tail = try importOnce()
             records += tail.payloads.count
-            if tail.isEmpty || tail.end >= tail.fileLength { return (records, tail) }
+            if !tail.readsOn { return (records, tail) }
         }
     }
 
@@ -123,7 +123,7 @@ final class JournalImporter: @unchecked Sendable {
     /// PASSIVE: copies what no reader needs back into the database and
     /// never waits on readers; it syncs the write-ahead log first, so what
     /// was imported survives a power loss from then on.
-    private func checkpoint() {
+    func checkpoint() {
         _ = try? pool.writeWithoutTransaction { db in try db.checkpoint(.passive) }
     }
 

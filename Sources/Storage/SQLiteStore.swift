@@ -99,8 +99,9 @@ public final class SQLiteStore: AuditStore, PinStore, Sendable {
         let rest = tail.fileLength - tail.end
         if rest > 0 {
             let descriptor = open(journal.path, O_RDONLY | O_CLOEXEC)
-            defer { if descriptor >= 0 { Glibc.close(descriptor) } }
-            let bytes = descriptor < 0 ? [] : try JournalTail.readBytes(descriptor, at: tail.end, count: Int(rest), path: journal.path)
+            guard descriptor >= 0 else { throw StoreError.failed("read", journal.path) }
+            defer { Glibc.close(descriptor) }
+            let bytes = try JournalTail.readBytes(descriptor, at: tail.end, count: Int(rest), path: journal.path)
             let recordsFollow = bytes.withUnsafeBytes { JournalRecord.anyRecord(in: $0, after: 0) }
             guard bytes.count == Int(rest), !recordsFollow else {
                 throw StoreError.journal("""
@@ -110,8 +111,8 @@ public final class SQLiteStore: AuditStore, PinStore, Sendable {
             }
         }
         // Everything before is imported: synced first, so emptying the file cannot outlive the import in a power loss.
-        _ = try? importer.pool.writeWithoutTransaction { db in try db.checkpoint(.passive) }
-        try journal.cut(to: 0)
+        importer.checkpoint()
+        try journal.locked { try $0.emptyHoldingLock() }
         return (records, rest)
     }
 
@@ -236,7 +237,7 @@ public final class SQLiteStore: AuditStore, PinStore, Sendable {
         while true {
             let tail = try await pool.write { db in try Self.importJournal(db, path: self.journalPath) }
             importer?.journal.imported(tail)
-            if tail.isEmpty || tail.end >= tail.fileLength { return }
+            if !tail.readsOn { return }
         }
     }
 
@@ -338,40 +339,32 @@ public final class SQLiteStore: AuditStore, PinStore, Sendable {
 }
 
 extension SQLiteStore {
-    /// Inserts records in the caller's transaction. Values are bound
-    /// straight to SQLite's statement.
+    /// Inserts records in the caller's transaction: each is encoded as the
+    /// journal would hold it and bound from those bytes, so an event reaches
+    /// its row one way, whoever writes it.
     static func insert(_ events: [AuditEvent], _ db: Database) throws {
-        let row = try InsertRow(db)
-        defer { row.reset() }
+        var bytes: [UInt8] = []
+        var payloads: [Range<Int>] = []
         for event in events {
-            row.reset()
-            row.bind(1, event.time.timeIntervalSince1970)
-            row.bind(2, event.kind.rawValue)
-            row.bind(3, event.portal)
-            row.bind(4, event.sessionID)
-            row.bind(5, event.principal)
-            row.bind(6, event.server)
-            row.bind(7, event.tool)
-            row.bind(8, event.method)
-            row.bind(9, event.outcome.rawValue)
-            row.bind(10, event.error)
-            row.bind(11, Int64(event.durationMicros))
-            row.bind(12, Int64(event.argumentBytes))
-            row.bind(13, event.argumentHash)
-            row.bind(14, Int64(event.resultBytes))
-            row.bind(15, event.detail)
-            row.bind(16, event.executionID)
-            try row.step(db)
+            let start = bytes.count
+            JournalRecord.encode(event, into: &bytes)
+            payloads.append((start + 8)..<bytes.count)
         }
+        try insert(bytes: bytes, payloads: payloads, db)
     }
 
-    /// Inserts the records a journal read found, binding values straight
-    /// from its bytes (the journal's field order is the INSERT's).
+    /// Inserts the records a journal read found.
     static func insert(_ tail: JournalTail, _ db: Database) throws {
+        try insert(bytes: tail.bytes, payloads: tail.payloads, db)
+    }
+
+    /// Binds each record's values straight from its payload's bytes (the
+    /// journal's field order is the INSERT's).
+    private static func insert(bytes: [UInt8], payloads: [Range<Int>], _ db: Database) throws {
         let row = try InsertRow(db)
         defer { row.reset() }
-        try tail.bytes.withUnsafeBytes { raw in
-            for range in tail.payloads {
+        try bytes.withUnsafeBytes { raw in
+            for range in payloads {
                 row.reset()
                 _ = JournalRecord.fields(UnsafeRawBufferPointer(rebasing: raw[range])) { column, field in
                     switch field {
@@ -427,16 +420,5 @@ extension SQLiteStore {
 
         func bind(_ index: Int32, _ value: Double) { sqlite3_bind_double(statement, index, value) }
         func bind(_ index: Int32, _ value: Int64) { sqlite3_bind_int64(statement, index, value) }
-
-        func bind(_ index: Int32, _ value: String?) {
-            guard var value else { return } // cleared bindings are NULL
-            value.withUTF8 { text in
-                _ = text.withMemoryRebound(to: CChar.self) { chars in
-                    // An empty buffer may have no address, which SQLite would read as NULL.
-                    guard let base = chars.baseAddress else { return sqlite3_bind_text(statement, index, "", 0, Self.transient) }
-                    return sqlite3_bind_text(statement, index, base, Int32(chars.count), Self.transient)
-                }
-            }
-        }
     }
 }
