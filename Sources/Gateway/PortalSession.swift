@@ -221,7 +221,6 @@ public final class PortalSession: Sendable {
             $0.protocolVersion = version
             $0.clientCapabilities = params["capabilities"]
         }
-        start()
         try await gateway.record(AuditEvent(kind: .sessionOpen, portal: portal.id, sessionID: id, principal: principal.subject,
                                             method: MCP.Method.initialize, outcome: .ok))
         let closedMeanwhile = state.withLock { s -> Bool in
@@ -232,6 +231,8 @@ public final class PortalSession: Sendable {
             // Closed (its stream dropped) while the opening was recorded: close() skipped the closing record.
             try? await gateway.record(AuditEvent(kind: .sessionClose, portal: portal.id, sessionID: id, principal: principal.subject, outcome: .ok))
         }
+        // Only an opened session listens to the pool (which holds it until close()).
+        start()
         var instructions = codeMode
             ? "mcp-portal \"\(portal.id)\" in Code Mode: find tools with \(CodeModeTools.search), then call them from JavaScript with \(CodeModeTools.execute)."
             : "mcp-portal \"\(portal.id)\": tools of several servers, named {server}_{tool}. "
@@ -410,6 +411,7 @@ public final class PortalSession: Sendable {
         }
     }
 
+    /// SHA-256 as lower-case hex: argument and code hashes, tool pins.
     static func sha256(_ bytes: [UInt8]) -> String {
         SHA256.hash(data: bytes).withUnsafeBytes { Hex.encode($0) }
     }

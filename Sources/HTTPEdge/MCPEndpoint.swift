@@ -277,11 +277,7 @@ struct MCPEndpoint: Sendable {
         let edge = EdgeSession(id: sessionID, legacy: false, bufferLimit: limits.resumeBufferEvents)
         let session = gateway.openSession(portal: portal, principal: .anonymous, sessionID: sessionID, codeMode: codeMode, outbound: edge)
         let response = await session.handle(message) ?? .error(id: message.id, .internalError("no answer"))
-        guard response.error == nil else {
-            // It may have started listening to the pool before failing.
-            await session.close()
-            return Self.json(response.serialized())
-        }
+        guard response.error == nil else { return Self.json(response.serialized()) }
         guard registry.add(sessionID, edge: edge, portal: session) else {
             await session.close()
             return Self.failure(.serviceUnavailable, JSONRPCError(code: -32000, message: "too many open sessions"), id: message.id)
