@@ -33,8 +33,8 @@ struct FastLane: Sendable {
     }
 
     func target(of head: HTTPRequestHead) -> Target? {
-        guard head.method == .POST, head.version == .http1_1, head.headers[field: MCPEndpoint.sessionHeader] != nil,
-              !Self.closes(head), head.headers[field: .expect] == nil else { return nil }
+        guard head.method == .POST, head.version == .http1_1, head.headers.contains(name: MCPEndpoint.sessionHeader.canonicalName),
+              !Self.closes(head), !head.headers.contains(name: "expect") else { return nil }
         var path = head.uri.utf8[...]
         if let query = path.firstIndex(of: UInt8(ascii: "?")) { path = path[..<query] }
         let suffix = "/mcp".utf8
