@@ -173,16 +173,19 @@ struct JSONParser {
     mutating func parseString() throws -> String {
         index += 1  // opening quote
         let start = index
-        // Fast path: no escapes.
+        // Fast path: no escapes. `high` gathers every byte's top bit, so
+        // an ASCII string is known as such without a second pass.
+        var high: UInt8 = 0
         while index < bytes.count {
             let byte = bytes[index]
             if byte == UInt8(ascii: "\"") {
                 let slice = UnsafeRawBufferPointer(rebasing: bytes[start..<index])
                 index += 1
-                return try makeString(slice, at: start)
+                return try makeString(slice, at: start, ascii: high < 0x80)
             }
             if byte == UInt8(ascii: "\\") { break }
             if byte < 0x20 { throw error("control character in string") }
+            high |= byte
             index += 1
         }
         guard index < bytes.count else { throw error("unterminated string") }
@@ -195,7 +198,7 @@ struct JSONParser {
             switch byte {
             case UInt8(ascii: "\""):
                 index += 1
-                return try scratch.withUnsafeBytes { buffer throws in try makeString(buffer, at: start) }
+                return try scratch.withUnsafeBytes { buffer throws in try makeString(buffer, at: start, ascii: Self.isASCII(buffer)) }
             case UInt8(ascii: "\\"):
                 index += 1
                 guard index < bytes.count else { throw error("unterminated escape") }
@@ -284,11 +287,11 @@ struct JSONParser {
         buffer.append(contentsOf: UTF8.encode(scalar)!)
     }
 
-    func makeString(_ bytes: UnsafeRawBufferPointer, at offset: Int) throws -> String {
+    func makeString(_ bytes: UnsafeRawBufferPointer, at offset: Int, ascii: Bool) throws -> String {
         // Most JSON text is ASCII, valid UTF-8 as it is: decoded without the
         // validating initializer (generic in the standard library, it looks
         // up type metadata on every call, about 2% of a proxied call).
-        if Self.isASCII(bytes) { return String(decoding: bytes, as: UTF8.self) }
+        if ascii { return String(decoding: bytes, as: UTF8.self) }
         guard let string = String(validating: bytes, as: UTF8.self) else {
             throw JSONParseError(offset: offset, reason: "invalid UTF-8 in string")
         }
