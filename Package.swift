@@ -155,7 +155,7 @@ let package = Package(
         .testTarget(
             name: "HTTPEdgeTests",
             dependencies: [
-                "HTTPEdge", "Gateway",
+                "HTTPEdge", "Gateway", "Upstream",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),

@@ -13,6 +13,7 @@ import NIOCore
 import NIOHTTP1
 import NIOHTTPTypes
 import NIOHTTPTypesHTTP1
+import Upstream
 
 /// The hot path, served on the event loop: a POST of one JSON-RPC request
 /// to an open Streamable HTTP session is admitted by the same checks as
@@ -95,6 +96,15 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 
+    /// What an answer's sink has handed on. A session calls its sinks
+    /// under its lock, one call at a time, so this needs no lock of its own.
+    final class Handed: @unchecked Sendable {
+        var any = false
+        /// The first event was the final one: `deliver` answers with it
+        /// as plain JSON and completes the request.
+        var wholeAnswer = false
+    }
+
     /// Events kept per streamed answer while the client does not read;
     /// older ones are dropped from the live stream (the session's resume
     /// buffer still has them), as on the route's streams.
@@ -112,6 +122,8 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     let lane: FastLane
+    /// Whole JSON answers go out here, as one buffer past the response encoder.
+    let writer: HeadWriter
     private var state = State.idle
     private var date = HTTPDate()
     private var queued = CircularBuffer<HTTPServerRequestPart>()
@@ -140,7 +152,10 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var closeAfterPassing = false
     private var context: ChannelHandlerContext?
 
-    init(lane: FastLane) { self.lane = lane }
+    init(lane: FastLane, writer: HeadWriter) {
+        self.lane = lane
+        self.writer = writer
+    }
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
 
@@ -353,9 +368,18 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler {
         let loop = context.eventLoop
         let handler = NIOLoopBound(self, eventLoop: loop)
         let call = answer.call
+        let handed = Handed()
         let sink = EdgeSession.Sink(
-            yield: { event in loop.execute { handler.value.deliver(event, call: call) } },
-            finish: { loop.execute { handler.value.streamEnded(call: call) } })
+            yield: { event in
+                if !handed.any, event.final, !event.keepAlive { handed.wholeAnswer = true }
+                handed.any = true
+                loop.execute { handler.value.deliver(event, call: call) }
+            },
+            finish: {
+                // A plain JSON answer has ended the request already: no second task.
+                guard !handed.wholeAnswer else { return }
+                loop.execute { handler.value.streamEnded(call: call) }
+            })
         let requestID = message.id ?? .null
         (answer.stream, answer.token) = entry.edge.openRequestStream(for: requestID, sink: sink)
         let stream = answer.stream
@@ -426,15 +450,29 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler {
         complete(context)
     }
 
-    /// A whole response with a JSON body.
+    /// A whole response with a JSON body, written as one buffer.
     private func writeJSON(_ message: JSONRPCMessage, status: HTTPResponseStatus, context: ChannelHandlerContext) {
-        let bytes = message.serialized()
-        var head = responseHead(status)
-        head.headers.add(name: "Content-Type", value: "application/json")
-        head.headers.add(name: "Content-Length", value: String(bytes.count))
-        context.write(wrapOutboundOut(.head(head)), promise: nil)
-        context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(bytes: bytes)))), promise: nil)
-        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        writer.write(Self.jsonResponse(message.serialized(), status: status, date: date.now(), allocator: context.channel.allocator), promise: nil)
+    }
+
+    /// The bytes NIO's encoder would write for a response with the lane's
+    /// head (Date, Server, Content-Type, Content-Length) and `body`, made
+    /// without building a head to encode.
+    static func jsonResponse(_ body: [UInt8], status: HTTPResponseStatus, date: String, allocator: ByteBufferAllocator) -> ByteBuffer {
+        var buffer = allocator.buffer(capacity: 192 + body.count)
+        if status == .ok {
+            buffer.writeStaticString("HTTP/1.1 200 OK\r\nDate: ")
+        } else {
+            buffer.writeString("HTTP/1.1 \(status.code) \(status.reasonPhrase)\r\nDate: ")
+        }
+        buffer.writeString(date)
+        buffer.writeStaticString("\r\nServer: ")
+        buffer.writeString(PortalApplication.serverName)
+        buffer.writeStaticString("\r\nContent-Type: application/json\r\nContent-Length: ")
+        buffer.writeString(String(body.count))
+        buffer.writeStaticString("\r\n\r\n")
+        buffer.writeBytes(body)
+        return buffer
     }
 
     /// A response head with what every response of the portal carries,
@@ -495,7 +533,9 @@ struct PortalHTTPChannel: ServerChildChannel, HTTPChannelHandler {
                 withEncoderConfiguration: .init(),
                 withDecoderLimitConfiguration: Self.decoderLimits
             )
-            try channel.pipeline.syncOperations.addHandler(FastLaneHandler(lane: lane))
+            let writer = HeadWriter()
+            try channel.pipeline.syncOperations.addHandler(writer, position: .first)
+            try channel.pipeline.syncOperations.addHandler(FastLaneHandler(lane: lane, writer: writer))
             try channel.pipeline.syncOperations.addHandler(HTTP1ToHTTPServerCodec(secure: false))
             try channel.pipeline.syncOperations.addHandler(HTTPConnectionStateHandler(logger: logger))
             return try NIOAsyncChannel(wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true))

@@ -188,7 +188,7 @@ final class HTTP1Pool: Sendable {
                     // Requests are written as bytes from the head of the
                     // pipeline; the decoder is told each request's method
                     // directly (it needs it to frame the answer).
-                    let writer = RequestWriter()
+                    let writer = HeadWriter()
                     let decoder = HTTPResponseDecoder(leftOverBytesStrategy: .dropBytes)
                     try channel.pipeline.syncOperations.addHandler(writer)
                     try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(decoder))
@@ -207,24 +207,6 @@ final class HTTP1Pool: Sendable {
         connection.channel.eventLoop.executeHere {
             connection.handler.send(request, exchange: exchange, timeout: timeout)
         }
-    }
-}
-
-/// The head of a pool connection's pipeline: request bytes go out from here,
-/// past the response decoder (which only watches request parts).
-final class RequestWriter: ChannelOutboundHandler, @unchecked Sendable {
-    typealias OutboundIn = ByteBuffer
-    typealias OutboundOut = ByteBuffer
-    private var context: ChannelHandlerContext?
-
-    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
-    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
-
-    /// Writes and flushes `bytes`; false when the handler has left the pipeline.
-    func write(_ bytes: ByteBuffer, promise: EventLoopPromise<Void>) -> Bool {
-        guard let context else { return false }
-        context.writeAndFlush(wrapOutboundOut(bytes), promise: promise)
-        return true
     }
 }
 
@@ -268,7 +250,7 @@ final class AnswerHandler: ChannelInboundHandler, @unchecked Sendable {
     typealias InboundIn = HTTPClientResponsePart
     private var current: Exchange?
     private var keepAlive = true
-    private let writer: RequestWriter
+    private let writer: HeadWriter
     private let decoder: HTTPResponseDecoder
     /// When the exchange in progress must have its answer; nil when there
     /// is none, or when it streams (the caller's timeout governs a stream).
@@ -281,7 +263,7 @@ final class AnswerHandler: ChannelInboundHandler, @unchecked Sendable {
     private var timer: Scheduled<Void>?
     private var timerDeadline: NIODeadline?
 
-    init(writer: RequestWriter, decoder: HTTPResponseDecoder) {
+    init(writer: HeadWriter, decoder: HTTPResponseDecoder) {
         self.writer = writer
         self.decoder = decoder
     }

@@ -3,6 +3,7 @@ import NIOCore
 import NIOEmbedded
 import NIOHTTP1
 import Testing
+import Upstream
 @testable import HTTPEdge
 
 /// The fast lane in a pipeline of its own, with a stand-in for Hummingbird
@@ -38,8 +39,10 @@ import Testing
         let portal = try PortalApplication(config: testConfig(), logger: Logger(label: "lane-test"))
         let channel = EmbeddedChannel()
         let hummingbird = Hummingbird()
+        let writer = HeadWriter()
+        try channel.pipeline.syncOperations.addHandler(writer)
         try channel.pipeline.syncOperations.addHandler(reads)
-        try channel.pipeline.syncOperations.addHandler(FastLaneHandler(lane: FastLane(endpoint: portal.endpoint)))
+        try channel.pipeline.syncOperations.addHandler(FastLaneHandler(lane: FastLane(endpoint: portal.endpoint), writer: writer))
         try channel.pipeline.syncOperations.addHandler(hummingbird)
         try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
         return (channel, hummingbird)
@@ -179,5 +182,25 @@ import Testing
         try answer(channel)
         #expect(hummingbird.inputClosed)
         _ = try? channel.finish()
+    }
+
+    /// A lane answer is written as one buffer, byte for byte what NIO's
+    /// response encoder writes for the same head and body.
+    @Test(arguments: [HTTPResponseStatus.ok, .notFound, .internalServerError])
+    func aJSONAnswerIsWhatTheEncoderWouldWrite(status: HTTPResponseStatus) throws {
+        let body = Array(#"{"jsonrpc":"2.0","id":7,"result":{"content":[]}}"#.utf8)
+        let date = "Thu, 03 Dec 2026 19:40:00 GMT"
+        let channel = EmbeddedChannel(handler: HTTPResponseEncoder())
+        let head = HTTPResponseHead(version: .http1_1, status: status, headers: [
+            "Date": date, "Server": PortalApplication.serverName,
+            "Content-Type": "application/json", "Content-Length": String(body.count),
+        ])
+        try channel.writeOutbound(HTTPServerResponsePart.head(head))
+        try channel.writeOutbound(HTTPServerResponsePart.body(.byteBuffer(ByteBuffer(bytes: body))))
+        try channel.writeOutbound(HTTPServerResponsePart.end(nil))
+        var encoded = ByteBuffer()
+        while var part = try channel.readOutbound(as: ByteBuffer.self) { encoded.writeBuffer(&part) }
+        let lane = FastLaneHandler.jsonResponse(body, status: status, date: date, allocator: ByteBufferAllocator())
+        #expect(String(buffer: lane) == String(buffer: encoded))
     }
 }
