@@ -23,7 +23,7 @@ public final class Gateway: Sendable {
     public let audit: any AuditStore
     let logger: Logger
     let catalogs = Mutex<[String: PortalCatalog]>([:])
-    let codeModeCatalogs = Mutex<[String: (stamp: [Int], servers: Set<String>, catalog: CodeModeCatalog)]>([:])
+    let codeModeCatalogs = Mutex<[String: (stamp: Int, servers: Set<String>, catalog: CodeModeCatalog)]>([:])
     /// The sandboxes Code Mode sessions run their code in.
     public let codeMode: CodeModeEngine
     /// DLP rules and the compiled detectors.
@@ -42,10 +42,12 @@ public final class Gateway: Sendable {
 
     /// The portal's current catalog, rebuilt when any of its servers changed.
     public func catalog(for portal: PortalDefinition) -> PortalCatalog {
-        let servers = portal.servers.compactMap { pool.state($0) }
-        let stamp = servers.map(\.version)
+        // Read before the servers: tools set meanwhile make a newer one, so
+        // what is built now is built again on the next call.
+        let stamp = pool.toolsGeneration.load(ordering: .acquiring)
         if let cached = catalogs.withLock({ $0[portal.id] }), cached.stamp == stamp { return cached }
-        let built = PortalCatalog.build(portal: portal, servers: servers)
+        let servers = portal.servers.compactMap { pool.state($0) }
+        let built = PortalCatalog.build(portal: portal, servers: servers, stamp: stamp)
         catalogs.withLock { $0[portal.id] = built }
         return built
     }
@@ -119,10 +121,15 @@ public final class Gateway: Sendable {
         }
     }
 
-    let callCounter = Mutex<[String: (Counter, Counter, Metrics.Timer)]>([:])
+    struct ToolKey: Hashable {
+        var server: String
+        var tool: String
+    }
+
+    let callCounter = Mutex<[ToolKey: (Counter, Counter, Metrics.Timer)]>([:])
 
     func metrics(server: String, tool: String) -> (calls: Counter, errors: Counter, latency: Metrics.Timer) {
-        let key = "\(server)\u{0}\(tool)"
+        let key = ToolKey(server: server, tool: tool)
         if let found = callCounter.withLock({ $0[key] }) { return found }
         let dims = [("server", server), ("tool", tool)]
         let made = (Counter(label: "mcp_portal_tool_calls_total", dimensions: dims),

@@ -15,11 +15,12 @@ public struct ToolRoute: Sendable {
 public struct PortalCatalog: Sendable {
     public var tools: [(server: String, definition: JSON)] = []
     public var routes: [String: ToolRoute] = [:]
-    public var stamp: [Int] = []
+    /// The pool's tools generation it was built at.
+    public var stamp = -1
 
-    public static func build(portal: PortalDefinition, servers: [UpstreamPool.ServerState]) -> PortalCatalog {
+    public static func build(portal: PortalDefinition, servers: [UpstreamPool.ServerState], stamp: Int) -> PortalCatalog {
         var catalog = PortalCatalog()
-        catalog.stamp = servers.map(\.version)
+        catalog.stamp = stamp
         for server in servers {
             for tool in server.tools {
                 guard let name = tool["name"]?.stringValue else { continue }

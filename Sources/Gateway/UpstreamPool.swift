@@ -18,12 +18,14 @@ public final class UpstreamPool: Sendable {
         /// Visible (pinned) tools, by upstream name.
         public var tools: [JSON] = []
         public var initializeResult: JSON?
-        public var version = 0
     }
 
     public typealias Listener = @Sendable (String, UpstreamEvent) -> Void
 
     let states: Mutex<[String: ServerState]>
+    /// Goes up whenever any server's visible tools are set: catalogs built
+    /// at an older one are built again.
+    let toolsGeneration = Atomic<Int>(0)
     let listeners = Mutex<[UUID: Listener]>([:])
     public let order: [String]
     let pinner: ToolPinner
@@ -158,7 +160,7 @@ public final class UpstreamPool: Sendable {
         let changed = states.withLock { s -> Bool in
             let old = s[id]?.tools ?? []
             s[id]?.tools = visible
-            s[id]?.version += 1
+            toolsGeneration.add(1, ordering: .releasing)
             return old != visible
         }
         if notify, changed { broadcast(id, .toolsChanged) }

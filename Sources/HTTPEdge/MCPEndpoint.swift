@@ -437,9 +437,17 @@ extension HTTPFields: RequestHeaders {
 }
 
 extension HTTPHeaders: RequestHeaders {
+    /// The field's value; a field sent more than once reads as one list
+    /// (RFC 9110 5.3). One pass, and no array unless the field repeats.
     subscript(field name: HTTPField.Name) -> String? {
-        let values = self[name.canonicalName]  // NIO's case-insensitive lookup
-        return values.count > 1 ? values.joined(separator: ", ") : values.first
+        let wanted = name.canonicalName  // lowercase
+        var found: String?
+        var more: [String] = []
+        for (key, value) in self where key.utf8.equalsASCIICaseInsensitive(wanted.utf8) {
+            if found == nil { found = value } else { more.append(value) }
+        }
+        guard let found, !more.isEmpty else { return found }
+        return ([found] + more).joined(separator: ", ")
     }
 }
 
@@ -480,6 +488,11 @@ extension Collection<UInt8> {
             rest = rest.dropFirst()
         }
         return false
+    }
+
+    /// Whether these bytes are `lowercase` (lowercase ASCII), ignoring ASCII case.
+    func equalsASCIICaseInsensitive(_ lowercase: some Collection<UInt8>) -> Bool {
+        count == lowercase.count && elementsEqual(lowercase, by: { Self.lower($0) == $1 })
     }
 
     private static func lower(_ byte: UInt8) -> UInt8 {

@@ -34,6 +34,11 @@ struct JSONParser {
     let bytes: UnsafeRawBufferPointer
     let maxDepth: Int
     var index = 0
+    /// The members and elements of the objects and arrays being parsed,
+    /// innermost last: each container is made once, at its exact size,
+    /// when it closes, instead of growing as it is read.
+    var members: [(key: String, value: JSON)] = []
+    var elements: [JSON] = []
 
     init(bytes: UnsafeRawBufferPointer, maxDepth: Int) {
         self.bytes = bytes
@@ -78,13 +83,14 @@ struct JSONParser {
     mutating func parseObject(depth: Int) throws -> JSON {
         guard depth <= maxDepth else { throw error("nesting deeper than \(maxDepth)") }
         index += 1
-        var entries: [(key: String, value: JSON)] = []
-        var seen = Set<String>()
         skipWhitespace()
         if index < bytes.count, bytes[index] == UInt8(ascii: "}") {
             index += 1
-            return .object(JSONObject(entries))
+            return .object(JSONObject())
         }
+        if members.capacity == 0 { members.reserveCapacity(16) }
+        let base = members.count
+        var seen = Set<String>()
         while true {
             skipWhitespace()
             guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { throw error("expected a string key") }
@@ -93,10 +99,10 @@ struct JSONParser {
             // A repeated key is refused: readers disagree on which one counts
             // (the first here, the last in most servers), and a proxy that
             // checks one while the server runs the other can be fooled.
-            if entries.count < 16 {
-                if entries.contains(where: { $0.key == key }) { throw JSONParseError(offset: keyOffset, reason: "duplicate key \"\(key)\"") }
+            if members.count - base < 16 {
+                if members[base...].contains(where: { $0.key == key }) { throw JSONParseError(offset: keyOffset, reason: "duplicate key \"\(key)\"") }
             } else {
-                if seen.isEmpty { seen = Set(entries.map(\.key)) }
+                if seen.isEmpty { seen = Set(members[base...].map(\.key)) }
                 guard seen.insert(key).inserted else { throw JSONParseError(offset: keyOffset, reason: "duplicate key \"\(key)\"") }
             }
             skipWhitespace()
@@ -104,14 +110,16 @@ struct JSONParser {
             index += 1
             skipWhitespace()
             let value = try parseValue(depth: depth)
-            entries.append((key: key, value: value))
+            members.append((key: key, value: value))
             skipWhitespace()
             guard index < bytes.count else { throw error("unexpected end of input in object") }
             if bytes[index] == UInt8(ascii: ",") {
                 index += 1
             } else if bytes[index] == UInt8(ascii: "}") {
                 index += 1
-                return .object(JSONObject(entries))
+                let object = JSONObject(Array(members[base...]))
+                members.removeSubrange(base...)
+                return .object(object)
             } else {
                 throw error("expected ',' or '}'")
             }
@@ -121,22 +129,26 @@ struct JSONParser {
     mutating func parseArray(depth: Int) throws -> JSON {
         guard depth <= maxDepth else { throw error("nesting deeper than \(maxDepth)") }
         index += 1
-        var elements: [JSON] = []
         skipWhitespace()
         if index < bytes.count, bytes[index] == UInt8(ascii: "]") {
             index += 1
-            return .array(elements)
+            return .array([])
         }
+        if elements.capacity == 0 { elements.reserveCapacity(16) }
+        let base = elements.count
         while true {
             skipWhitespace()
-            elements.append(try parseValue(depth: depth))
+            let element = try parseValue(depth: depth)
+            elements.append(element)
             skipWhitespace()
             guard index < bytes.count else { throw error("unexpected end of input in array") }
             if bytes[index] == UInt8(ascii: ",") {
                 index += 1
             } else if bytes[index] == UInt8(ascii: "]") {
                 index += 1
-                return .array(elements)
+                let array = Array(elements[base...])
+                elements.removeSubrange(base...)
+                return .array(array)
             } else {
                 throw error("expected ',' or ']'")
             }

@@ -154,10 +154,15 @@ final class HTTP1Pool: Sendable {
     private func takeIdle() -> Connection? {
         let preferred = callerLoop.map { ObjectIdentifier($0) }
         return idle.withLock { pool in
-            for key in [preferred].compactMap({ $0 }) + Array(pool.keys) {
+            func take(_ key: ObjectIdentifier) -> Connection? {
                 while let connection = pool[key]?.popLast() {
                     if connection.channel.isActive { return connection }
                 }
+                return nil
+            }
+            if let preferred, let connection = take(preferred) { return connection }
+            for key in Array(pool.keys) where key != preferred {  // a copy: taking changes the pool
+                if let connection = take(key) { return connection }
             }
             return nil
         }

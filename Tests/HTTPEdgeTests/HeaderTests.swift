@@ -15,6 +15,8 @@ import Testing
         #expect(nio[field: .accept] == fields[field: .accept])
         #expect(nio[field: .contentType] == nil)
         #expect(nio[field: HTTPField.Name("x-other")!] == "1")
+        #expect(nio[field: HTTPField.Name("x-othe")!] == nil)
+        #expect(nio[field: HTTPField.Name("x-others")!] == nil)
     }
 
     @Test func asciiChecksIgnoreCaseOnlyForLetters() {

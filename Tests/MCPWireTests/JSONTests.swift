@@ -46,6 +46,22 @@ struct JSONTests {
         let many = "{" + (0..<20).map { "\"k\($0)\":1" }.joined(separator: ",") + ",\"k3\":2}"
         #expect(throws: JSONParseError.self) { try JSON.parse(many) }
         #expect((try? JSON.parse(#"{"a":{"x":1},"b":{"x":1}}"#)) != nil)
+        // A key of an inner object is not a key of the outer one, before or
+        // after it, however many keys there are.
+        let wide = "{" + (0..<20).map { "\"k\($0)\":{\"k\($0 + 1)\":[{\"k\($0)\":1}]}" }.joined(separator: ",") + "}"
+        #expect((try? JSON.parse(wide)) != nil)
+        #expect(throws: JSONParseError.self) { try JSON.parse(#"{"a":{"b":1},"c":[{"a":2}],"a":3}"#) }
+    }
+
+    /// Containers inside containers come back whole and in order: each is
+    /// made from its own members when it closes.
+    @Test func nestedContainersKeepTheirOwnMembers() throws {
+        let text = #"{"a":[1,{"b":[2,3],"c":{}},[],[4,[5]]],"d":{"e":{"f":[6]},"g":7},"h":[{"i":8},{"j":9}]}"#
+        let value = try JSON.parse(text)
+        #expect(value.text == text)
+        #expect(value["a"]?.arrayValue?.count == 4)
+        #expect(value["d"]?.objectValue?.keys == ["e", "g"])
+        #expect(value["h"]?.arrayValue?.last?["j"] == .number("9"))
     }
 
     @Test func invalidUTF8IsAnErrorNotACrash() {
