@@ -345,6 +345,8 @@ public final class PortalSession: Sendable {
         upstreamParams["name"] = .string(route.tool)
         let gateway = self.gateway
         let call = event
+        // No DLP rules at all: nothing to screen either way.
+        let screening = !gateway.dlp.config.rules.isEmpty
         // The end of every path: the call's audit record, then the answer.
         let finish: @Sendable (AuditEvent, JSONRPCMessage) -> Void = { event, response in
             gateway.record(event) { error in completion(error.map { .failure($0) } ?? .success(response)) }
@@ -352,46 +354,45 @@ public final class PortalSession: Sendable {
         let send: @Sendable (JSONObject) -> Void = { [self] upstreamParams in
             let metrics = gateway.metrics(server: route.server, tool: route.tool)
             let started = ContinuousClock.now
+            // The call's record and answer, once the result is screened.
+            let answered: @Sendable (Result<JSONRPCMessage, JSONRPCError>) -> Void = { screened in
+                let response: JSONRPCMessage
+                switch screened {
+                case .success(let value): response = value
+                case .failure(let error): return completion(.failure(error))
+                }
+                var event = call
+                event.durationMicros = Self.micros(ContinuousClock.now - started)
+                metrics.calls.increment()
+                metrics.latency.recordNanoseconds(event.durationMicros * 1000)
+                if let error = response.error {
+                    event.outcome = error["code"]?.intValue == JSONRPCError.dlpBlockedCode ? .denied : .error
+                    event.error = error["message"]?.stringValue
+                    metrics.errors.increment()
+                } else if response.result?["isError"] == .bool(true) {
+                    event.outcome = .error
+                    event.error = "tool returned isError"
+                }
+                event.resultBytes = response.result?.serializedCount ?? 0
+                finish(event, response)
+            }
             startForward(downstreamID: downstreamID, relatedTo: relatedTo, to: server, method: MCP.Method.toolsCall,
                          params: .object(upstreamParams)) { response in
-                let screen: (@escaping @Sendable (Result<JSONRPCMessage, JSONRPCError>) -> Void) -> Void = { next in
-                    guard let result = response.result else { return next(.success(response)) }
-                    self.startScreen(result, direction: .fromServer, server: route.server, tool: route.tool, method: MCP.Method.toolsCall,
-                                     path: "$.result", executionID: executionID) { screened in
-                        next(screened.map { outcome in
-                            var response = response
-                            switch outcome {
-                            case .pass(let result): response.result = result
-                            case .blocked(let error): response = .error(id: downstreamID, error)
-                            }
-                            return response
-                        })
-                    }
-                }
-                screen { screened in
-                    let response: JSONRPCMessage
-                    switch screened {
-                    case .success(let value): response = value
-                    case .failure(let error): return completion(.failure(error))
-                    }
-                    var event = call
-                    event.durationMicros = Self.micros(ContinuousClock.now - started)
-                    metrics.calls.increment()
-                    metrics.latency.recordNanoseconds(event.durationMicros * 1000)
-                    if let error = response.error {
-                        event.outcome = error["code"]?.intValue == JSONRPCError.dlpBlockedCode ? .denied : .error
-                        event.error = error["message"]?.stringValue
-                        metrics.errors.increment()
-                    } else if response.result?["isError"] == .bool(true) {
-                        event.outcome = .error
-                        event.error = "tool returned isError"
-                    }
-                    event.resultBytes = response.result?.serializedCount ?? 0
-                    finish(event, response)
+                guard screening, let result = response.result else { return answered(.success(response)) }
+                self.startScreen(result, direction: .fromServer, server: route.server, tool: route.tool, method: MCP.Method.toolsCall,
+                                 path: "$.result", executionID: executionID) { screened in
+                    answered(screened.map { outcome in
+                        var response = response
+                        switch outcome {
+                        case .pass(let result): response.result = result
+                        case .blocked(let error): response = .error(id: downstreamID, error)
+                        }
+                        return response
+                    })
                 }
             }
         }
-        guard let arguments = params["arguments"] else { return send(upstreamParams) }
+        guard screening, let arguments = params["arguments"] else { return send(upstreamParams) }
         let unscreened = upstreamParams
         startScreen(arguments, direction: .toServer, server: route.server, tool: route.tool, method: MCP.Method.toolsCall,
                     path: "$.arguments", executionID: executionID) { screened in

@@ -38,9 +38,8 @@ public struct JSONRPCMessage: Sendable, Hashable {
     public func serialized() -> [UInt8] { JSON.object(object).serialized() }
 
     public static func request(id: JSON, method: String, params: JSON? = nil) -> JSONRPCMessage {
-        var object: JSONObject = ["jsonrpc": "2.0", "id": id, "method": .string(method)]
-        if let params { object["params"] = params }
-        return JSONRPCMessage(object)
+        guard let params else { return JSONRPCMessage(["jsonrpc": "2.0", "id": id, "method": .string(method)]) }
+        return JSONRPCMessage(["jsonrpc": "2.0", "id": id, "method": .string(method), "params": params])
     }
 
     public static func notification(method: String, params: JSON? = nil) -> JSONRPCMessage {
