@@ -6,6 +6,7 @@ import Logging
 import MCPWire
 import Metrics
 import NIOCore
+import NIOPosix
 import PortalCore
 import Prometheus
 import ServiceLifecycle
@@ -99,7 +100,13 @@ public final class PortalApplication: Sendable {
     /// The Hummingbird application with the pool and the session sweeper as
     /// services, so they start and stop with the server (SIGTERM, SIGINT).
     public func application(onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }) -> some ApplicationProtocol {
-        Application(
+        // Each event loop commits the audit records of one turn together
+        // (the application and the upstream pool run on these loops).
+        let store = self.store
+        for loop in MultiThreadedEventLoopGroup.singleton.makeIterator() {
+            loop.execute { store.batchRecords(schedule: { loop.execute($0) }) }
+        }
+        return Application(
             router: router(),
             server: .portal(FastLane(endpoint: endpoint)),
             configuration: .init(address: .hostname(config.listen.host, port: config.listen.port), serverName: Self.serverName),

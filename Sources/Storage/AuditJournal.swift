@@ -86,9 +86,17 @@ final class AuditJournal: @unchecked Sendable {
         descriptor = -1
     }
 
-    /// Appends one record (one write). A failed or short write is cut back
-    /// off, so the file only ever holds whole records after `end`.
+    /// Appends one record (one write).
     func append(_ event: AuditEvent) throws {
+        var record: [UInt8] = []
+        JournalRecord.encode(event, into: &record)
+        try append(records: record)
+    }
+
+    /// Appends whole encoded records (``JournalRecord/encode(_:into:)``),
+    /// one or many, with one write. A failed or short write is cut back
+    /// off, so the file only ever holds whole records after `end`.
+    func append(records: [UInt8]) throws {
         condition.lock()
         defer { condition.unlock() }
         guard descriptor >= 0 else { throw StoreError.journal("\(path) is closed (the portal is shutting down)") }
@@ -96,13 +104,27 @@ final class AuditJournal: @unchecked Sendable {
             throw StoreError.journal("\(end - importedEnd) bytes of audit records wait for the database"
                 + (importFailure.map { " (it fails: \($0))" } ?? ""))
         }
-        buffer.removeAll(keepingCapacity: true)
-        if end == 0 { JournalHeader.encode(generation, into: &buffer) }
-        JournalRecord.encode(event, into: &buffer)
+        if end == 0 {
+            // A new generation: its header goes first, in the same write.
+            buffer.removeAll(keepingCapacity: true)
+            JournalHeader.encode(generation, into: &buffer)
+            buffer.append(contentsOf: records)
+            try write(buffer)
+        } else {
+            try write(records)
+        }
+        if importerIdle {
+            importerIdle = false
+            condition.broadcast()
+        }
+    }
+
+    /// Writes `bytes` at the end, holding the lock.
+    private func write(_ bytes: [UInt8]) throws {
         var written = 0
-        while written < buffer.count {
-            let count = buffer.withUnsafeBytes { bytes in
-                write(descriptor, bytes.baseAddress! + written, bytes.count - written)
+        while written < bytes.count {
+            let count = bytes.withUnsafeBytes { bytes in
+                Glibc.write(descriptor, bytes.baseAddress! + written, bytes.count - written)
             }
             if count < 0 {
                 let code = errno
@@ -116,11 +138,7 @@ final class AuditJournal: @unchecked Sendable {
             }
             written += count
         }
-        end += Int64(buffer.count)
-        if importerIdle {
-            importerIdle = false
-            condition.broadcast()
-        }
+        end += Int64(bytes.count)
     }
 
     /// Notes an import that committed (by this process's importer or a

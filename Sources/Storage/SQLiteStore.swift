@@ -211,12 +211,17 @@ public final class SQLiteStore: AuditStore, PinStore, Sendable {
     }
 
     /// A portal's record is appended at once, and `completion` runs on the
-    /// caller's thread before this returns.
+    /// caller's thread before this returns; on a thread that batches
+    /// records (``batchRecords(schedule:)``), it is appended with the
+    /// others of the thread's turn, and `completion` runs after that.
     public func record(_ event: AuditEvent, completion: @escaping @Sendable ((any Error)?) -> Void) {
         guard let importer else {
             return pool.asyncWrite({ db in try Self.insert([event], db) }, completion: { _, result in
                 if case .failure(let error) = result { completion(error) } else { completion(nil) }
             })
+        }
+        if let batch = RecordBatch.current, batch.journal === importer.journal {
+            return batch.add(event, completion: completion)
         }
         do {
             try append(event, importer)
@@ -224,6 +229,16 @@ public final class SQLiteStore: AuditStore, PinStore, Sendable {
         } catch {
             completion(error)
         }
+    }
+
+    /// Makes the calling thread (an event loop) batch this store's records:
+    /// those made during one turn of it are appended with one write, by a
+    /// task `schedule` runs on the thread after the turn's I/O (the loop's
+    /// `execute`). Lasts as long as the thread; a portal that writes
+    /// directly to SQLite (``Writer/direct``) has nothing to batch.
+    public func batchRecords(schedule: @escaping @Sendable (@escaping @Sendable () -> Void) -> Void) {
+        guard let importer else { return }
+        RecordBatch.install(RecordBatch(journal: importer.journal, importer: importer, schedule: schedule))
     }
 
     private func append(_ event: AuditEvent, _ importer: JournalImporter) throws {

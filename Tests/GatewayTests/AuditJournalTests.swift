@@ -321,4 +321,75 @@ import Testing
         #expect(recordAtOnce(store, event("after")) == nil)
         #expect(try await tools(store) == ["first"] + (0..<accepted).map { "r\($0)" } + ["after"])
     }
+
+    /// Runs `body` on a thread of its own (a batch is the thread's), and
+    /// returns what it returns.
+    func onOwnThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread { continuation.resume(with: Result { try body() }) }.start()
+        }
+    }
+
+    /// What a batching thread's turn did: completions before the flush,
+    /// flushes scheduled, journal growth before and after, and each
+    /// completion's outcome.
+    struct Turn: Sendable {
+        var completedBeforeFlush = 0
+        var scheduled = 0
+        var grewBeforeFlush: Int64 = 0
+        var grewAfterFlush: Int64 = 0
+        var outcomes: [String?] = []
+    }
+
+    /// Records `tools` on a batching thread, then runs what it scheduled.
+    func batchedTurn(_ store: SQLiteStore, _ tools: [String], closeFirst: Bool = false) async throws -> Turn {
+        let journal = try #require(store.importer?.journal)
+        return try await onOwnThread {
+            let scheduled = Mutex<[@Sendable () -> Void]>([])
+            store.batchRecords(schedule: { work in scheduled.withLock { $0.append(work) } })
+            let outcomes = Mutex<[String?]>([])
+            let start = journal.locked { $0.end }
+            for tool in tools {
+                store.record(self.event(tool)) { error in outcomes.withLock { $0.append(error.map { "\($0)" }) } }
+            }
+            var turn = Turn()
+            turn.completedBeforeFlush = outcomes.withLock { $0.count }
+            turn.grewBeforeFlush = journal.locked { $0.end } - start
+            if closeFirst { journal.close() }
+            let work = scheduled.withLock { list in defer { list = [] }; return list }
+            turn.scheduled = work.count
+            for task in work { task() }
+            turn.grewAfterFlush = journal.locked { $0.end } - start
+            turn.outcomes = outcomes.withLock { $0 }
+            return turn
+        }
+    }
+
+    /// On a thread that batches (an event loop), the records of one turn
+    /// are appended together by one task after it, and each call is
+    /// answered only then; they land in SQLite in order, as others do.
+    @Test func aTurnsRecordsAreAppendedTogetherBeforeTheyAreAnswered() async throws {
+        let store = try SQLiteStore(folder: folder(), writer: .journal)
+        defer { store.close() }
+        #expect(recordAtOnce(store, event("before")) == nil)  // not a batching thread: at once
+        let turn = try await batchedTurn(store, ["a", "b", "c"])
+        #expect(turn.completedBeforeFlush == 0, "a call was answered before its record was appended")
+        #expect(turn.grewBeforeFlush == 0)
+        #expect(turn.scheduled == 1)
+        #expect(turn.outcomes == [nil, nil, nil])
+        var three: [UInt8] = []
+        for tool in ["a", "b", "c"] { JournalRecord.encode(event(tool), into: &three) }
+        #expect(turn.grewAfterFlush == Int64(three.count))
+        #expect(try await tools(store) == ["before", "a", "b", "c"])
+    }
+
+    /// A batch that cannot be appended fails every call in it (closed).
+    @Test func aBatchThatCannotBeAppendedFailsEveryCallInIt() async throws {
+        let store = try SQLiteStore(folder: folder(), writer: .journal)
+        defer { store.close() }
+        let turn = try await batchedTurn(store, ["a", "b"], closeFirst: true)
+        #expect(turn.outcomes.count == 2)
+        #expect(turn.outcomes.allSatisfy { $0?.contains("closed") == true }, "\(turn.outcomes)")
+        #expect(turn.grewAfterFlush == 0)
+    }
 }
