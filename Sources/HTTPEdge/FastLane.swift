@@ -53,9 +53,11 @@ struct FastLane: Sendable {
     static func closes(_ head: HTTPRequestHead) -> Bool { !head.isKeepAlive }
 
     /// The request to run, or nil when the route should have it.
-    func admit(_ target: Target, head: HTTPRequestHead, body: [UInt8]) -> (JSONRPCMessage, SessionRegistry.Entry)? {
+    func admit(_ target: Target, head: HTTPRequestHead, body: ByteBuffer) -> (JSONRPCMessage, SessionRegistry.Entry)? {
         guard case .accepted(let portal) = endpoint.admitHead(portalID: target.portal, headers: head.headers),
-              case .request(let message, let entry) = endpoint.admitBody(portal: portal, headers: head.headers, body: body) else { return nil }
+              case .request(let message, let entry) = body.withUnsafeReadableBytes({
+                  endpoint.admitBody(portal: portal, headers: head.headers, body: $0)
+              }) else { return nil }
         return (message, entry)
     }
 
@@ -112,7 +114,9 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     enum State {
         case idle
-        case collecting(HTTPRequestHead, FastLane.Target, ByteBuffer)
+        /// The body read so far: nil before its first part, which is kept
+        /// as read (most bodies come whole; only a later part copies).
+        case collecting(HTTPRequestHead, FastLane.Target, ByteBuffer?)
         /// Hummingbird has the request until its response ends.
         case passing(requestEnded: Bool)
         case answering(Answer)
@@ -253,7 +257,7 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler {
             case .idle:
                 queued.removeFirst()
                 if case .head(let head) = part, let target = lane.target(of: head) {
-                    state = .collecting(head, target, context.channel.allocator.buffer(capacity: 0))
+                    state = .collecting(head, target, nil)
                 } else {
                     // Not for the lane; or the rest of a request Hummingbird answered early.
                     if case .head(let head) = part {
@@ -268,8 +272,8 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 state = .idle // the state lets go of the buffer, so appending to it does not copy it
                 switch part {
                 case .body(let chunk):
-                    body.writeImmutableBuffer(chunk)
-                    if body.readableBytes > lane.maxBodyBytes {
+                    if body == nil { body = chunk } else { body!.writeImmutableBuffer(chunk) }
+                    if body!.readableBytes > lane.maxBodyBytes {
                         // Hummingbird takes it (or refuses it, 413) and reads the rest.
                         pass(head, body: body, end: nil, context: context)
                         fired = true
@@ -277,8 +281,7 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler {
                         state = .collecting(head, target, body)
                     }
                 case .end(let trailers):
-                    let bytes = body.readableBytesView
-                    if let (message, entry) = lane.admit(target, head: head, body: Array(bytes)) {
+                    if let (message, entry) = lane.admit(target, head: head, body: body ?? ByteBuffer()) {
                         answer(message, entry: entry, context: context)
                     } else {
                         pass(head, body: body, end: .some(trailers), context: context)
@@ -351,11 +354,11 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     /// Hands a collected request to Hummingbird.
-    private func pass(_ head: HTTPRequestHead, body: ByteBuffer, end: HTTPHeaders??, context: ChannelHandlerContext) {
+    private func pass(_ head: HTTPRequestHead, body: ByteBuffer?, end: HTTPHeaders??, context: ChannelHandlerContext) {
         state = .passing(requestEnded: end != nil)
         closeAfterPassing = FastLane.closes(head)
         context.fireChannelRead(wrapInboundOut(.head(head)))
-        if body.readableBytes > 0 { context.fireChannelRead(wrapInboundOut(.body(body))) }
+        if let body, body.readableBytes > 0 { context.fireChannelRead(wrapInboundOut(.body(body))) }
         if let end { context.fireChannelRead(wrapInboundOut(.end(end))) }
     }
 

@@ -158,9 +158,14 @@ struct MCPEndpoint: Sendable {
 
     /// The checks of the body: JSON-RPC, session, protocol version, batches.
     func admitBody(portal: PortalDefinition, headers: some RequestHeaders, body: [UInt8]) -> Admission {
+        body.withUnsafeBytes { admitBody(portal: portal, headers: headers, body: $0) }
+    }
+
+    /// The same over the body's bytes in place.
+    func admitBody(portal: PortalDefinition, headers: some RequestHeaders, body: UnsafeRawBufferPointer) -> Admission {
         let parsed: JSONRPCMessage.Parsed
         do {
-            parsed = try JSONRPCMessage.parse(body, maxDepth: limits.maxJSONDepth)
+            parsed = try JSONRPCMessage.parse(bytes: body, maxDepth: limits.maxJSONDepth)
         } catch {
             return .refused(.badRequest, error, id: nil)
         }

@@ -97,9 +97,14 @@ extension JSONRPCMessage {
     /// Parses one message, or a batch. Checks the JSON-RPC envelope, so a
     /// caller gets `-32700` for bad JSON and `-32600` for a bad envelope.
     public static func parse(_ bytes: [UInt8], maxDepth: Int = JSON.defaultMaxDepth) throws(JSONRPCError) -> Parsed {
+        try bytes.withUnsafeBytes { raw in Result { () throws(JSONRPCError) in try parse(bytes: raw, maxDepth: maxDepth) } }.get()
+    }
+
+    /// The same over bytes in place (a request body as it was read).
+    public static func parse(bytes: UnsafeRawBufferPointer, maxDepth: Int = JSON.defaultMaxDepth) throws(JSONRPCError) -> Parsed {
         let value: JSON
         do {
-            value = try JSON.parse(bytes, maxDepth: maxDepth)
+            value = try JSON.parse(bytes: bytes, maxDepth: maxDepth)
         } catch {
             throw .parseError((error as? JSONParseError)?.description ?? "\(error)")
         }

@@ -195,6 +195,29 @@ async def test_pipelined_requests_are_answered_in_order(main_portal):
     assert "tools" in json.loads(responses[3][1])["result"]
 
 
+async def test_a_call_whose_body_comes_in_pieces_is_answered_whole(main_portal):
+    """A call's body sent in several pieces (chunked: NIO's decoder hands
+    each chunk on as a part of its own; each also its own write) is read
+    whole and answered, like one that comes at once."""
+    async with raw_session(main_portal.url()) as raw:
+        host, port = main_portal.base_url.removeprefix("http://").split(":")
+        word = unique("pieces")
+        body = json.dumps(body_of(id=41, method="tools/call", params={"name": "echo2", "arguments": {"text": word}})).encode()
+        lines = ["POST /mcp HTTP/1.1", f"Host: {host}", "Transfer-Encoding: chunked"]
+        lines += [f"{name}: {value}" for name, value in raw.headers().items()]
+        pieces = [body[:10], body[10:25], body[25:]]
+        with anyio.fail_after(20):
+            async with await anyio.connect_tcp(host, int(port)) as stream:
+                await stream.send(("\r\n".join(lines) + "\r\n\r\n").encode())
+                for piece in pieces:
+                    await stream.send(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+                await stream.send(b"0\r\n\r\n")
+                [(status, answer)] = await _read_responses(stream, 1)
+    assert status == 200, answer
+    message = json.loads(answer)
+    assert message["id"] == 41 and message["result"]["content"][0]["text"] == word, message
+
+
 async def test_calls_over_64_kib_are_answered_by_the_route(tmp_path, http_peer):
     """The fast lane parses bodies up to 64 KiB on the event loop; a bigger
     call (under the configured limit) is answered all the same, by the route."""
