@@ -1,3 +1,5 @@
+import MCPWire
+
 /// One kind of sensitive data: its patterns, the check a regex cannot
 /// make, and the words that must appear nearby when the pattern alone is
 /// too weak.
@@ -99,20 +101,16 @@ struct ContextWords: Sendable {
     func occurs(in range: Range<Int>, of bytes: UnsafeRawBufferPointer) -> Bool {
         if empty { return true }
         for position in range {
-            let byte = Int(Self.lower(bytes[position]))
+            let byte = Int(ASCII.lower(bytes[position]))
             for slot in first[byte]..<first[byte + 1] {
                 let word = words[byFirst[slot]]
                 guard position + word.count <= range.upperBound else { continue }
                 var index = 1
-                while index < word.count, Self.lower(bytes[position + index]) == word[index] { index += 1 }
+                while index < word.count, ASCII.lower(bytes[position + index]) == word[index] { index += 1 }
                 if index == word.count { return true }
             }
         }
         return false
-    }
-
-    static func lower(_ byte: UInt8) -> UInt8 {
-        byte >= 0x41 && byte <= 0x5A ? byte | 0x20 : byte
     }
 }
 

@@ -12,9 +12,9 @@ import Synchronization
 final class HTTP1Pool: Sendable {
     enum Answer: Sendable {
         /// The whole response, for anything but an event stream.
-        case complete(HTTPResponseHead, ByteBuffer)
+        case complete(ResponseParser.Head, ByteBuffer)
         /// An event stream: its body arrives on `body` as it comes.
-        case streaming(HTTPResponseHead, AsyncThrowingStream<ByteBuffer, any Error>)
+        case streaming(ResponseParser.Head, AsyncThrowingStream<ByteBuffer, any Error>)
     }
 
     struct PoolError: Error, CustomStringConvertible {
@@ -190,14 +190,11 @@ final class HTTP1Pool: Sendable {
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    // Requests are written as bytes from the head of the
-                    // pipeline; the decoder is told each request's method
-                    // directly (it needs it to frame the answer).
+                    // Requests are written as bytes; answers are read from
+                    // bytes (ResponseParser), with no HTTP codec between.
                     let writer = HeadWriter()
-                    let decoder = HTTPResponseDecoder(leftOverBytesStrategy: .dropBytes)
                     try channel.pipeline.syncOperations.addHandler(writer)
-                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(decoder))
-                    try channel.pipeline.syncOperations.addHandler(AnswerHandler(writer: writer, decoder: decoder))
+                    try channel.pipeline.syncOperations.addHandler(AnswerHandler(writer: writer))
                 }
             }
         return bootstrap.connect(host: host, port: port).flatMapThrowing { channel in
@@ -222,7 +219,7 @@ final class Exchange: @unchecked Sendable {
     let connection: HTTP1Pool.Connection
     var channel: any Channel { connection.channel }
     private var completion: HTTP1Pool.Completion?
-    var head: HTTPResponseHead?
+    var head: ResponseParser.Head?
     var body: ByteBuffer?
     var stream: AsyncThrowingStream<ByteBuffer, any Error>.Continuation?
     var receivedAnything = false
@@ -252,11 +249,14 @@ final class Exchange: @unchecked Sendable {
 
 /// Reads answers for the exchange in progress on its connection.
 final class AnswerHandler: ChannelInboundHandler, @unchecked Sendable {
-    typealias InboundIn = HTTPClientResponsePart
+    typealias InboundIn = ByteBuffer
     private var current: Exchange?
     private var keepAlive = true
     private let writer: HeadWriter
-    private let decoder: HTTPResponseDecoder
+    private var parser = ResponseParser()
+    /// What one read completed, handled once the parser is done with it
+    /// (handling can close the channel, which reads the parser's end).
+    private var events: [ResponseParser.Event] = []
     /// When the exchange in progress must have its answer; nil when there
     /// is none, or when it streams (the caller's timeout governs a stream).
     private var deadline: NIODeadline?
@@ -268,13 +268,9 @@ final class AnswerHandler: ChannelInboundHandler, @unchecked Sendable {
     private var timer: Scheduled<Void>?
     private var timerDeadline: NIODeadline?
 
-    init(writer: HeadWriter, decoder: HTTPResponseDecoder) {
+    init(writer: HeadWriter) {
         self.writer = writer
-        self.decoder = decoder
     }
-
-    /// What the decoder is told of a POST (it reads only the method).
-    private static let postHead = HTTPRequestHead(version: .http1_1, method: .POST, uri: "/")
 
     /// Starts `exchange`: writes the request and waits for its answer. On the
     /// connection's event loop.
@@ -287,7 +283,6 @@ final class AnswerHandler: ChannelInboundHandler, @unchecked Sendable {
             return
         }
         current = exchange
-        decoder.write(data: .head(request.method == .POST ? Self.postHead : HTTPRequestHead(version: .http1_1, method: request.method, uri: "/")))
         let deadline = NIODeadline.now() + timeout
         self.deadline = deadline
         self.timeout = timeout
@@ -334,19 +329,41 @@ final class AnswerHandler: ChannelInboundHandler, @unchecked Sendable {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard let exchange = current else { return }
+        do {
+            try parser.feed(unwrapInboundIn(data)) { events.append($0) }
+        } catch {
+            handleEvents(context: context)
+            failCurrent(error)
+            context.close(promise: nil)
+            return
+        }
+        handleEvents(context: context)
+    }
+
+    private func handleEvents(context: ChannelHandlerContext) {
+        let read = events
+        events.removeAll(keepingCapacity: true)
+        for event in read { handle(event, context: context) }
+    }
+
+    private func handle(_ event: ResponseParser.Event, context: ChannelHandlerContext) {
+        guard let exchange = current else {
+            // An answer nobody asked for: the connection cannot be trusted.
+            context.close(promise: nil)
+            return
+        }
         exchange.receivedAnything = true
-        switch unwrapInboundIn(data) {
+        switch event {
         case .head(let head):
-            keepAlive = head.isKeepAlive
+            keepAlive = head.keepAlive
             exchange.head = head
-            if head.headers.first(name: "content-type")?.lowercased().hasPrefix("text/event-stream") == true {
+            if head.contentType.utf8.startsWithASCIICaseInsensitive("text/event-stream") {
                 let (stream, continuation) = AsyncThrowingStream<ByteBuffer, any Error>.makeStream()
                 exchange.stream = continuation
                 deadline = nil  // a stream lives as long as the call; the caller's timeout governs it
                 exchange.answer(.streaming(head, stream))
             } else {
-                exchange.body = context.channel.allocator.buffer(capacity: 512)
+                exchange.body = nil
             }
         case .body(var buffer):
             if let stream = exchange.stream {
@@ -354,8 +371,10 @@ final class AnswerHandler: ChannelInboundHandler, @unchecked Sendable {
             } else if (exchange.body?.readableBytes ?? 0) + buffer.readableBytes > HTTP1Pool.maxBody {
                 failCurrent(HTTP1Pool.PoolError(description: "answer larger than \(HTTP1Pool.maxBody) bytes"))
                 context.close(promise: nil)
+            } else if exchange.body == nil {
+                exchange.body = buffer  // most answers come in one part: kept as read
             } else {
-                exchange.body?.writeBuffer(&buffer)
+                exchange.body!.writeBuffer(&buffer)
             }
         case .end:
             current = nil
@@ -378,6 +397,11 @@ final class AnswerHandler: ChannelInboundHandler, @unchecked Sendable {
         timer = nil
         timerDeadline = nil
         deadline = nil
+        // A body that runs to the end of the connection ends here.
+        do {
+            try parser.finish { events.append($0) }
+        } catch {}
+        handleEvents(context: context)
         if let exchange = current {
             current = nil
             exchange.fail(exchange.receivedAnything || exchange.written

@@ -273,11 +273,10 @@ public final class HTTPTransport: MessageTransport, @unchecked Sendable {
     static func postAnswer(_ answer: HTTP1Pool.Answer) -> PostAnswer {
         switch answer {
         case .complete(let head, let body):
-            return PostAnswer(status: head.status.code, contentType: head.headers.first(name: "Content-Type")?.lowercased() ?? "",
-                              sessionID: head.headers.first(name: MCP.Header.sessionID), body: .bytes(Array(buffer: body)))
+            return PostAnswer(status: UInt(head.status), contentType: head.contentType.lowercased(),
+                              sessionID: head.sessionID, body: .bytes(Array(buffer: body)))
         case .streaming(let head, let body):
-            return PostAnswer(status: head.status.code, contentType: "text/event-stream",
-                              sessionID: head.headers.first(name: MCP.Header.sessionID),
+            return PostAnswer(status: UInt(head.status), contentType: "text/event-stream", sessionID: head.sessionID,
                               body: .events { transport, related in await transport.readEvents(body, related: related) })
         }
     }

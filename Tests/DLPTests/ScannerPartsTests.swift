@@ -1,3 +1,4 @@
+import MCPWire
 import Testing
 @testable import DLP
 
@@ -25,7 +26,7 @@ import Testing
             let lower = Int.random(in: 0...text.count, using: &random), upper = Int.random(in: lower...text.count, using: &random)
             let plain = lowered.contains { word in
                 (lower...max(lower, upper - word.count)).contains { start in
-                    start + word.count <= upper && (0..<word.count).allSatisfy { ContextWords.lower(text[start + $0]) == word[$0] }
+                    start + word.count <= upper && (0..<word.count).allSatisfy { ASCII.lower(text[start + $0]) == word[$0] }
                 }
             }
             let grouped = text.withUnsafeBytes { context.occurs(in: lower..<upper, of: $0) }
