@@ -343,7 +343,17 @@ final class AnswerHandler: ChannelInboundHandler, @unchecked Sendable {
     private func handleEvents(context: ChannelHandlerContext) {
         let read = events
         events.removeAll(keepingCapacity: true)
-        for event in read { handle(event, context: context) }
+        for (index, event) in read.enumerated() {
+            if index > 0, case .end = read[index - 1] {
+                // More after an answer, in the same read: sent before any
+                // next request, so it answers nothing. The connection is
+                // not trusted again (a request started meanwhile fails, or
+                // is sent again elsewhere if nothing of it went out).
+                context.close(promise: nil)
+                return
+            }
+            handle(event, context: context)
+        }
     }
 
     private func handle(_ event: ResponseParser.Event, context: ChannelHandlerContext) {

@@ -53,4 +53,52 @@ import Testing
         await #expect(throws: HTTP1Pool.PoolError.self) { try await pool.execute(request, timeout: .milliseconds(300)) }
         #expect(ContinuousClock.now - shorter < .seconds(2), "failed only at the earlier request's later deadline")
     }
+
+    /// A server that answers its first request twice (the second answer
+    /// smuggled right behind the first), and every later one once.
+    final class AnswersTwice: ChannelInboundHandler, @unchecked Sendable {
+        typealias InboundIn = ByteBuffer
+        typealias OutboundOut = ByteBuffer
+        final class Count: Sendable {
+            let value = Mutex(0)
+            let connections = Mutex(0)
+        }
+        let requests: Count
+        var received = ""
+        init(requests: Count) { self.requests = requests }
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            received += String(buffer: unwrapInboundIn(data))
+            guard received.contains("\r\n\r\n") else { return }
+            received = ""
+            let first = requests.value.withLock { count in defer { count += 1 }; return count == 0 }
+            let answer = first
+                ? "HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\n\"first\"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n\"smuggled\""
+                : "HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\n\"second\""
+            context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: answer)), promise: nil)
+        }
+    }
+
+    /// An answer nobody asked for is never taken as the next request's:
+    /// the connection it came on is not used again.
+    @Test func anUnaskedForAnswerIsNotTheNextRequestsAnswer() async throws {
+        let requests = AnswersTwice.Count()
+        let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .childChannelInitializer { channel in
+                requests.connections.withLock { $0 += 1 }
+                return channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(AnswersTwice(requests: requests)) }
+            }
+            .bind(host: "127.0.0.1", port: 0).get()
+        defer { server.close(promise: nil) }
+        let pool = HTTP1Pool(host: "127.0.0.1", port: try #require(server.localAddress?.port))
+        let head = try #require(HTTP1Pool.RequestHead(method: .POST, uri: "/", fields: [("Host", "127.0.0.1")]))
+        let request = try #require(head.request(adding: [], body: []))
+        func body(_ answer: HTTP1Pool.Answer) -> String {
+            guard case .complete(_, let bytes) = answer else { return "" }
+            return String(buffer: bytes)
+        }
+        #expect(body(try await pool.execute(request, timeout: .seconds(5))) == #""first""#)
+        #expect(body(try await pool.execute(request, timeout: .seconds(5))) == #""second""#)
+        #expect(requests.value.withLock { $0 } == 2)
+        #expect(requests.connections.withLock { $0 } == 2, "the connection with the unasked-for answer was used again")
+    }
 }
