@@ -87,10 +87,11 @@ struct ResponseParser {
         defer { pending = buffer }
         switch state {
         case .head:
-            guard let length = Self.headLength(buffer) else {
-                if buffer.readableBytes > Self.maxHead { throw ParseError(description: "response head longer than \(Self.maxHead) bytes") }
-                return false
+            let length = Self.headLength(buffer)
+            guard (length ?? buffer.readableBytes) <= Self.maxHead else {
+                throw ParseError(description: "response head longer than \(Self.maxHead) bytes")
             }
+            guard let length else { return false }
             let head = buffer.readSlice(length: length)!
             guard let (parsed, framing) = try Self.parseHead(head) else { return true }  // 1xx: the final answer follows
             try emit(.head(parsed))

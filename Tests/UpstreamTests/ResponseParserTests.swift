@@ -119,5 +119,7 @@ import Testing
     @Test func aHeadLongerThanTheLimitIsRefused() {
         let long = "HTTP/1.1 200 OK\r\nX-Filler: " + String(repeating: "a", count: ResponseParser.maxHead)
         #expect(parse([long]).error?.contains("longer than") == true)
+        // Whole in one read, too.
+        #expect(parse([long + "\r\nContent-Length: 0\r\n\r\n"]).error?.contains("longer than") == true)
     }
 }
