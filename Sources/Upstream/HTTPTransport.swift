@@ -144,8 +144,13 @@ public final class HTTPTransport: MessageTransport, @unchecked Sendable {
     }
 
     func deliver(_ bytes: [UInt8], related: JSON?) {
+        bytes.withUnsafeBytes { deliver($0, related: related) }
+    }
+
+    /// The same over an answer's bytes in place.
+    func deliver(_ bytes: UnsafeRawBufferPointer, related: JSON?) {
         guard let onMessage = lock.withLock({ self.onMessage }) else { return }
-        switch Result(catching: { try JSONRPCMessage.parse(bytes) }) {
+        switch Result(catching: { () throws(JSONRPCError) in try JSONRPCMessage.parse(bytes: bytes) }) {
         case .success(.single(let message)): onMessage(InboundMessage(message: message, relatedRequestID: related))
         case .success(.batch(let messages)): messages.forEach { onMessage(InboundMessage(message: $0, relatedRequestID: related)) }
         case .failure(let error): logger.warning("upstream sent a message that is not JSON-RPC", metadata: ["error": "\(error)"])
@@ -165,11 +170,12 @@ public final class HTTPTransport: MessageTransport, @unchecked Sendable {
     /// What a POST came back with, from either HTTP client.
     struct PostAnswer {
         enum Body {
-            case bytes([UInt8])
+            case bytes(ByteBuffer)
             /// An event stream, read by the closure.
             case events(@Sendable (HTTPTransport, JSON?) async -> Void)
         }
         var status: UInt
+        /// As sent (compare ignoring case).
         var contentType: String
         var sessionID: String?
         var body: Body
@@ -204,7 +210,7 @@ public final class HTTPTransport: MessageTransport, @unchecked Sendable {
         }
         guard (200..<300).contains(status) else {
             var detail = ""
-            if case .bytes(let bytes) = answer.body { detail = String(decoding: bytes.prefix(4096), as: UTF8.self) }
+            if case .bytes(let bytes) = answer.body { detail = String(decoding: bytes.readableBytesView.prefix(4096), as: UTF8.self) }
             throw TransportError("upstream answered HTTP \(status): \(detail)")
         }
         if message.method == MCP.Method.initialize {
@@ -220,8 +226,8 @@ public final class HTTPTransport: MessageTransport, @unchecked Sendable {
         switch answer.body {
         case .events(let read):
             trackStream { transport in await read(transport, related) }
-        case .bytes(let bytes) where answer.contentType.hasPrefix("application/json"):
-            deliver(bytes, related: related)
+        case .bytes(let bytes) where answer.contentType.hasPrefixIgnoringASCIICase("application/json"):
+            bytes.withUnsafeReadableBytes { deliver($0, related: related) }
         case .bytes:
             if message.kind == .request {
                 throw TransportError("upstream answered with unexpected Content-Type \"\(answer.contentType)\"")
@@ -273,8 +279,7 @@ public final class HTTPTransport: MessageTransport, @unchecked Sendable {
     static func postAnswer(_ answer: HTTP1Pool.Answer) -> PostAnswer {
         switch answer {
         case .complete(let head, let body):
-            return PostAnswer(status: UInt(head.status), contentType: head.contentType.lowercased(),
-                              sessionID: head.sessionID, body: .bytes(Array(buffer: body)))
+            return PostAnswer(status: UInt(head.status), contentType: head.contentType, sessionID: head.sessionID, body: .bytes(body))
         case .streaming(let head, let body):
             return PostAnswer(status: UInt(head.status), contentType: "text/event-stream", sessionID: head.sessionID,
                               body: .events { transport, related in await transport.readEvents(body, related: related) })
@@ -299,14 +304,14 @@ public final class HTTPTransport: MessageTransport, @unchecked Sendable {
         if let version { request.headers.replaceOrAdd(name: MCP.Header.protocolVersion, value: version) }
         request.body = .bytes(ByteBuffer(bytes: bytes))
         let response = try await client.execute(request, timeout: requestTimeout)
-        let contentType = response.headers.first(name: "Content-Type")?.lowercased() ?? ""
+        let contentType = response.headers.first(name: "Content-Type") ?? ""
         let sessionID = response.headers.first(name: MCP.Header.sessionID)
-        if contentType.hasPrefix("text/event-stream"), (200..<300).contains(response.status.code) {
+        if contentType.hasPrefixIgnoringASCIICase("text/event-stream"), (200..<300).contains(response.status.code) {
             return PostAnswer(status: response.status.code, contentType: contentType, sessionID: sessionID,
                               body: .events { transport, related in await transport.readEvents(response.body, related: related) })
         }
         let body = try await response.body.collect(upTo: 64 << 20)
-        return PostAnswer(status: response.status.code, contentType: contentType, sessionID: sessionID, body: .bytes(Array(buffer: body)))
+        return PostAnswer(status: response.status.code, contentType: contentType, sessionID: sessionID, body: .bytes(body))
     }
 
     /// Runs a stream reader that removes itself when done, so a long session
