@@ -257,6 +257,9 @@ final class AnswerHandler: ChannelInboundHandler, @unchecked Sendable {
     /// What one read completed, handled once the parser is done with it
     /// (handling can close the channel, which reads the parser's end).
     private var events: [ResponseParser.Event] = []
+    /// The other of two buffers taking turns with `events`, so handling a
+    /// read allocates nothing.
+    private var spareEvents: [ResponseParser.Event] = []
     /// When the exchange in progress must have its answer; nil when there
     /// is none, or when it streams (the caller's timeout governs a stream).
     private var deadline: NIODeadline?
@@ -341,8 +344,14 @@ final class AnswerHandler: ChannelInboundHandler, @unchecked Sendable {
     }
 
     private func handleEvents(context: ChannelHandlerContext) {
-        let read = events
-        events.removeAll(keepingCapacity: true)
+        guard !events.isEmpty else { return }
+        var read: [ResponseParser.Event] = []
+        swap(&read, &events)
+        swap(&events, &spareEvents)
+        defer {
+            read.removeAll(keepingCapacity: true)
+            spareEvents = read
+        }
         for (index, event) in read.enumerated() {
             if index > 0, case .end = read[index - 1] {
                 // More after an answer, in the same read: sent before any

@@ -228,7 +228,8 @@ struct ResponseParser {
                         if token.equalsASCIICaseInsensitive("keep-alive") { keepAliveAsked = true }
                     }
                 } else if name.equalsASCIICaseInsensitive("content-type") {
-                    parsed.contentType = String(decoding: value, as: UTF8.self)
+                    // The usual one without making a string of it.
+                    parsed.contentType = value.elementsEqual("application/json".utf8) ? "application/json" : String(decoding: value, as: UTF8.self)
                 } else if name.equalsASCIICaseInsensitive("mcp-session-id") {
                     parsed.sessionID = String(decoding: value, as: UTF8.self)
                 }
