@@ -29,6 +29,15 @@ struct Harness {
     let gateway: Gateway
     let store: SQLiteStore
     let folder: String
+    /// The sessions a test opened: closed when it ends (each holds a pool listener).
+    let opened = OpenedSessions()
+
+    final class OpenedSessions: Sendable {
+        let sessions = Mutex<[PortalSession]>([])
+        func closeAll() async {
+            for session in sessions.withLock({ list in defer { list = [] }; return list }) { await session.close() }
+        }
+    }
 
     static func with<T>(
         servers: [String: ToolServer], portal: PortalDefinition, newTools: PortalConfig.Pinning.NewToolRule = .allow,
@@ -49,12 +58,28 @@ struct Harness {
         let running = Task { await pool.run() }
         defer { running.cancel() }
         await pool.waitUntilSettled()
-        return try await body(Harness(gateway: gateway, store: store, folder: folder))
+        let harness = Harness(gateway: gateway, store: store, folder: folder)
+        do {
+            let result = try await body(harness)
+            await harness.opened.closeAll()
+            // Closed sessions stop listening to the pool: nothing leaks from a test.
+            #expect(pool.listenerCount == 0)
+            return result
+        } catch {
+            await harness.opened.closeAll()
+            throw error
+        }
+    }
+
+    /// A session of the portal, closed when the test ends.
+    func openSession(sessionID: String = UUID().uuidString, outbound: RecordingOutbound = RecordingOutbound()) -> PortalSession {
+        let session = gateway.openSession(portal: gateway.config.portals[0], principal: .anonymous, sessionID: sessionID, outbound: outbound)
+        opened.sessions.withLock { $0.append(session) }
+        return session
     }
 
     func session(_ outbound: RecordingOutbound = RecordingOutbound()) async -> PortalSession {
-        let portal = gateway.config.portals[0]
-        let session = gateway.openSession(portal: portal, principal: .anonymous, sessionID: UUID().uuidString, outbound: outbound)
+        let session = openSession(outbound: outbound)
         let reply = await session.handle(.request(id: 0, method: "initialize", params: [
             "protocolVersion": "2025-11-25", "capabilities": [:], "clientInfo": ["name": "t", "version": "1"],
         ]))
@@ -150,8 +175,7 @@ struct GatewayTests {
 
     @Test func failsClosedWhenAuditCannotBeWritten() async throws {
         try await Harness.with(servers: ["alpha": server("alpha")], portal: PortalDefinition(id: "p", servers: ["alpha"]), audit: FailingAudit()) { h in
-            let portal = h.gateway.config.portals[0]
-            let session = h.gateway.openSession(portal: portal, principal: .anonymous, sessionID: "s", outbound: RecordingOutbound())
+            let session = h.openSession(sessionID: "s")
             let reply = await session.handle(.request(id: 0, method: "initialize", params: ["protocolVersion": "2025-11-25"]))
             #expect(reply?.error?["code"] == .int(-32603))
             let call = await call(session, "alpha_echo")
@@ -182,7 +206,7 @@ struct GatewayTests {
                                        resources: [.init(uri: "docs://a", name: "a", description: "A") { "{}" }])
         for (servers, expectResources) in [(["alpha": server("alpha")], false), (["alpha": server("alpha"), "docs": withResources], true)] {
             try await Harness.with(servers: servers, portal: PortalDefinition(id: "p", servers: servers.keys.sorted())) { h in
-                let session = h.gateway.openSession(portal: h.gateway.config.portals[0], principal: .anonymous, sessionID: "s", outbound: RecordingOutbound())
+                let session = h.openSession(sessionID: "s")
                 let reply = await session.handle(.request(id: 0, method: "initialize", params: ["protocolVersion": "2025-06-18", "capabilities": [:]]))
                 let capabilities = reply?.result?["capabilities"]
                 #expect(reply?.result?["protocolVersion"] == "2025-06-18")
