@@ -136,12 +136,12 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// handler, after the lane, is told once the lane has no request of its
     /// own in hand (so that one is answered first). A request is never
     /// started when its answer could not go out.
-    private var quiescePending: Any?
+    private var quiescePending = false
     private var quiescing = false
     /// The client closed its side after sending (half-close): Hummingbird is
     /// told once everything read before it is answered, since it ends its
     /// request stream (and then the connection) when told.
-    private var inputClosedPending: Any?
+    private var inputClosedPending = false
     /// A request that did not parse went to Hummingbird: once its answer
     /// (400) is written, the connection is closed here.
     private var awaitingErrorAnswer = false
@@ -196,11 +196,11 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if event is ChannelShouldQuiesceEvent {
-            quiescePending = event
+            quiescePending = true
             quiescing = true
             drain(context)
         } else if let channelEvent = event as? ChannelEvent, channelEvent == .inputClosed {
-            inputClosedPending = event
+            inputClosedPending = true
             drain(context)
         } else {
             context.fireUserInboundEventTriggered(event)
@@ -311,39 +311,41 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 context.fireErrorCaught(error)
             }
         }
-        if let event = quiescePending {
+        if quiescePending {
+            let event = ChannelShouldQuiesceEvent()
             switch state {
             case .collecting, .answering:
                 break // after the request the lane has in hand
             case .passing:
                 // Hummingbird closes after the response it is writing: the
                 // lane starts nothing queued behind it (as for Connection: close).
-                quiescePending = nil
+                quiescePending = false
                 closeAfterPassing = true
                 context.fireUserInboundEventTriggered(event)
             case .idle:
                 // Nothing in hand (what was read is answered): Hummingbird closes now.
-                quiescePending = nil
+                quiescePending = false
                 context.fireUserInboundEventTriggered(event)
             case .closing:
                 // Ending already: telling Hummingbird could cut its 400 off.
                 // Once that is written the connection closes; if none is
                 // coming, it closes now.
-                quiescePending = nil
+                quiescePending = false
                 if !awaitingErrorAnswer { context.close(promise: nil) }
             }
         }
-        if let event = inputClosedPending, queued.isEmpty {
+        if inputClosedPending, queued.isEmpty {
+            let event = ChannelEvent.inputClosed
             switch state {
             case .answering, .passing(requestEnded: true):
                 break // after the answer in progress
             case .collecting:
                 // A request the client never finished: dropped.
                 state = .idle
-                inputClosedPending = nil
+                inputClosedPending = false
                 context.fireUserInboundEventTriggered(event)
             case .idle, .passing(requestEnded: false), .closing:
-                inputClosedPending = nil
+                inputClosedPending = false
                 context.fireUserInboundEventTriggered(event)
             }
         }
