@@ -34,7 +34,9 @@ final class EdgeSession: SessionOutbound {
     /// Where a stream's events go: the HTTP response writing it, as an
     /// async sequence (Hummingbird's routes) or as callbacks (the fast
     /// lane, which writes from the event loop). Both are called with the
-    /// session's lock held, so they only hand the event on.
+    /// session's lock held, so they only hand the event on. A stream ends
+    /// with its final event, or with `finish` when it ends without one
+    /// (detached, closed): never both.
     struct Sink: Sendable {
         var yield: @Sendable (Event) -> Void
         var finish: @Sendable () -> Void
@@ -45,7 +47,10 @@ final class EdgeSession: SessionOutbound {
         }
 
         init(_ continuation: AsyncStream<Event>.Continuation) {
-            yield = { continuation.yield($0) }
+            yield = { event in
+                continuation.yield(event)
+                if event.final { continuation.finish() }
+            }
             finish = { continuation.finish() }
         }
     }
@@ -122,7 +127,7 @@ final class EdgeSession: SessionOutbound {
         state.withLock { s in
             if let id = response.id, s.requestStreams[id] == stream { s.requestStreams[id] = nil }
             emit(response, on: stream, final: true, in: &s)
-            s.live.removeValue(forKey: stream)?.sink.finish()
+            s.live.removeValue(forKey: stream)  // the final event ended its writer
             s.streaming.remove(stream)
             s.active.remove(stream)
         }

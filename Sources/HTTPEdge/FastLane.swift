@@ -98,15 +98,6 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 
-    /// What an answer's sink has handed on. A session calls its sinks
-    /// under its lock, one call at a time, so this needs no lock of its own.
-    final class Handed: @unchecked Sendable {
-        var any = false
-        /// The first event was the final one: `deliver` answers with it
-        /// as plain JSON and completes the request.
-        var wholeAnswer = false
-    }
-
     /// Events kept per streamed answer while the client does not read;
     /// older ones are dropped from the live stream (the session's resume
     /// buffer still has them), as on the route's streams.
@@ -373,18 +364,9 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler {
         let loop = context.eventLoop
         let handler = NIOLoopBound(self, eventLoop: loop)
         let call = answer.call
-        let handed = Handed()
         let sink = EdgeSession.Sink(
-            yield: { event in
-                if !handed.any, event.final, !event.keepAlive { handed.wholeAnswer = true }
-                handed.any = true
-                loop.execute { handler.value.deliver(event, call: call) }
-            },
-            finish: {
-                // A plain JSON answer has ended the request already: no second task.
-                guard !handed.wholeAnswer else { return }
-                loop.execute { handler.value.streamEnded(call: call) }
-            })
+            yield: { event in loop.execute { handler.value.deliver(event, call: call) } },
+            finish: { loop.execute { handler.value.streamEnded(call: call) } })
         let requestID = message.id ?? .null
         (answer.stream, answer.token) = entry.edge.openRequestStream(for: requestID, sink: sink)
         let stream = answer.stream
@@ -416,6 +398,8 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler {
             context.write(wrapOutboundOut(.head(head)), promise: nil)
         }
         answer.backlog.append(event)
+        // The answer ends with it: all of it goes out now.
+        guard !event.final else { return endStream(answer, context: context) }
         // A client that does not read: keep the newest events until it does.
         guard context.channel.isWritable else {
             if answer.backlog.count > Self.backlogLimit { answer.backlog.removeFirst(answer.backlog.count - Self.backlogLimit) }
@@ -424,18 +408,11 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler {
         writeBacklog(answer, context: context)
     }
 
-    /// Writes the events waiting for a streamed answer; the final one ends it.
+    /// Writes the events waiting for a streamed answer (the final one never
+    /// waits: it ends the answer at once, see ``endStream``).
     private func writeBacklog(_ answer: Answer, context: ChannelHandlerContext) {
-        let events = answer.backlog
+        for event in answer.backlog { context.write(wrapOutboundOut(.body(.byteBuffer(event.bytes))), promise: nil) }
         answer.backlog = []
-        for event in events {
-            context.write(wrapOutboundOut(.body(.byteBuffer(event.bytes))), promise: nil)
-            if event.final {
-                context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
-                complete(context)
-                return
-            }
-        }
         context.flush()
     }
 
@@ -444,14 +421,19 @@ final class FastLaneHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private func streamEnded(call: Int) {
         guard let answer = current(call), let context else { return }
         if answer.started {
-            // All of it, writable or not (at most backlogLimit events): the
-            // response itself may be among them.
-            for event in answer.backlog { context.write(wrapOutboundOut(.body(.byteBuffer(event.bytes))), promise: nil) }
-            answer.backlog = []
-            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+            endStream(answer, context: context)
         } else {
             writeJSON(.error(id: answer.requestID, .internalError("the request ended without an answer")), status: .internalServerError, context: context)
+            complete(context)
         }
+    }
+
+    /// Ends a streamed answer: what waits goes out, writable or not (at
+    /// most backlogLimit events, the response among them if it came).
+    private func endStream(_ answer: Answer, context: ChannelHandlerContext) {
+        for event in answer.backlog { context.write(wrapOutboundOut(.body(.byteBuffer(event.bytes))), promise: nil) }
+        answer.backlog = []
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
         complete(context)
     }
 
