@@ -35,7 +35,7 @@ extension PortalSession {
         event.executionID = executionID
         let codeBytes = Array(code.utf8)
         event.argumentBytes = codeBytes.count
-        event.argumentHash = Self.sha256(codeBytes)
+        event.argumentHash = Hex.sha256(codeBytes)
         event.durationMicros = report.durationMicros
         event.resultBytes = result.serializedCount
         if settings.recordCode { event.detail = code }

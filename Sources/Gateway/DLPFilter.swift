@@ -28,12 +28,16 @@ extension PortalSession {
         }
     }
 
+    /// Whether any DLP rule is configured: without one, nothing is screened
+    /// (and callers may skip preparing to).
+    var screensAnything: Bool { !gateway.dlp.config.rules.isEmpty }
+
     /// ``screen`` with a completion: at once when no rule applies, else
     /// once the audit records of the rules that fired are written.
     func startScreen(_ json: JSON, direction: DLPDirection, server: String, tool: String?, method: String,
                      path: String, executionID: String?, completion: @escaping @Sendable (Result<Screened, JSONRPCError>) -> Void) {
         let dlp = gateway.dlp
-        guard !dlp.config.rules.isEmpty else { return completion(.success(.pass(json))) }
+        guard screensAnything else { return completion(.success(.pass(json))) }
         let toolName = tool.map { ToolNaming.exposedName(server: server, tool: $0) }
         let context = DLPContext(portal: portal.id, server: server, tool: toolName, groups: principal.groups, direction: direction)
         let rules = dlp.rules(for: context)

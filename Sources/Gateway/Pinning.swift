@@ -1,4 +1,3 @@
-import Crypto
 import MCPWire
 import PortalCore
 
@@ -26,7 +25,7 @@ public struct ToolPinner: Sendable {
         return JSON.object(pinned).text
     }
 
-    public static func hash(_ text: String) -> String { PortalSession.sha256(Array(text.utf8)) }
+    public static func hash(_ text: String) -> String { Hex.sha256(Array(text.utf8)) }
 
     /// Returns the tools that may be shown: unchanged approved ones, and new
     /// ones where the rule allows. Records pending changes and audits them.

@@ -1,5 +1,4 @@
 import CodeMode
-import Crypto
 import Foundation
 import Logging
 import MCPWire
@@ -340,13 +339,13 @@ public final class PortalSession: Sendable {
         event.executionID = executionID
         let argumentText = params["arguments"].map { $0.serialized() } ?? []
         event.argumentBytes = argumentText.count
-        event.argumentHash = Self.sha256(argumentText)
+        event.argumentHash = Hex.sha256(argumentText)
         var upstreamParams = params
         upstreamParams["name"] = .string(route.tool)
         let gateway = self.gateway
         let call = event
         // No DLP rules at all: nothing to screen either way.
-        let screening = !gateway.dlp.config.rules.isEmpty
+        let screening = screensAnything
         // The end of every path: the call's audit record, then the answer.
         let finish: @Sendable (AuditEvent, JSONRPCMessage) -> Void = { event, response in
             gateway.record(event) { error in completion(error.map { .failure($0) } ?? .success(response)) }
@@ -410,11 +409,6 @@ public final class PortalSession: Sendable {
                 send(upstreamParams)
             }
         }
-    }
-
-    /// SHA-256 as lower-case hex: argument and code hashes, tool pins.
-    static func sha256(_ bytes: [UInt8]) -> String {
-        SHA256.hash(data: bytes).withUnsafeBytes { Hex.encode($0) }
     }
 
     /// Sends a request to a server on behalf of the client: maps ids and

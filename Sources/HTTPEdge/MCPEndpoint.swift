@@ -443,15 +443,13 @@ extension HTTPFields: RequestHeaders {
 
 extension HTTPHeaders: RequestHeaders {
     /// The field's value; a field sent more than once reads as one list
-    /// (RFC 9110 5.3). One pass, and no array unless the field repeats.
+    /// (RFC 9110 5.3). One pass, and nothing made unless the field repeats.
     subscript(field name: HTTPField.Name) -> String? {
         let wanted = name.canonicalName  // lowercase
-        var found: String?
-        var more: [String] = []
-        for (key, value) in self where key.utf8.equalsASCIICaseInsensitive(wanted.utf8) {
-            if found == nil { found = value } else { more.append(value) }
+        var value: String?
+        for (key, next) in self where key.utf8.equalsASCIICaseInsensitive(wanted.utf8) {
+            value = value.map { "\($0), \(next)" } ?? next
         }
-        guard let found, !more.isEmpty else { return found }
-        return ([found] + more).joined(separator: ", ")
+        return value
     }
 }

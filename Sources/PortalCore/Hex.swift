@@ -1,3 +1,5 @@
+import Crypto
+
 /// Lower-case hex text of bytes: digests in audit records and pins,
 /// session and execution ids.
 public enum Hex {
@@ -26,5 +28,13 @@ public enum Hex {
     public static func random(_ count: Int) -> String {
         var generator = SystemRandomNumberGenerator()
         return encode((0..<count).map { _ in UInt8.random(in: 0...255, using: &generator) })
+    }
+}
+
+extension Hex {
+    /// SHA-256 of `bytes` as lower-case hex: argument and code hashes in
+    /// audit records, tool pins.
+    public static func sha256(_ bytes: [UInt8]) -> String {
+        SHA256.hash(data: bytes).withUnsafeBytes { encode($0) }
     }
 }

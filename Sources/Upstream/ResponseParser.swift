@@ -103,10 +103,8 @@ struct ResponseParser {
             }
             return true
         case .body(let remaining):
-            let part = buffer.readSlice(length: min(remaining, buffer.readableBytes))!
-            let left = remaining - part.readableBytes
+            let left = try Self.take(remaining, from: &buffer, emit)
             state = left == 0 ? .head : .body(remaining: left)
-            try emit(.body(part))
             if left == 0 { try emit(.end) }
             return true
         case .untilClose:
@@ -119,10 +117,8 @@ struct ResponseParser {
             state = size == 0 ? .trailers : .chunkData(remaining: size)
             return true
         case .chunkData(let remaining):
-            let part = buffer.readSlice(length: min(remaining, buffer.readableBytes))!
-            let left = remaining - part.readableBytes
+            let left = try Self.take(remaining, from: &buffer, emit)
             state = left == 0 ? .chunkDataEnd : .chunkData(remaining: left)
-            try emit(.body(part))
             return true
         case .chunkDataEnd:
             guard let line = try Self.line(&buffer) else { return false }
@@ -138,6 +134,14 @@ struct ResponseParser {
             }
             return true
         }
+    }
+
+    /// Hands on up to `remaining` body bytes from `buffer` (a slice, not a
+    /// copy); returns how many are still to come.
+    private static func take(_ remaining: Int, from buffer: inout ByteBuffer, _ emit: (Event) throws -> Void) throws -> Int {
+        let part = buffer.readSlice(length: min(remaining, buffer.readableBytes))!
+        try emit(.body(part))
+        return remaining - part.readableBytes
     }
 
     private enum Framing {
