@@ -40,6 +40,9 @@ final class HTTP1Pool: Sendable {
         /// is not a token, or a value with CR, LF, NUL or another control
         /// character (RFC 9110 5.1, 5.5).
         init?(method: HTTPMethod, uri: String, fields: [(name: String, value: String)]) {
+            // The answer parser frames bodies as for these methods: a HEAD
+            // or CONNECT answer is framed differently (RFC 9112 6.3).
+            guard method != .HEAD, method != .CONNECT else { return nil }
             guard !uri.utf8.contains(where: { $0 <= 0x20 || $0 == 0x7F }) else { return nil }
             var prefix = ByteBuffer()
             prefix.writeString("\(method.rawValue) \(uri) HTTP/1.1\r\n")
@@ -332,6 +335,11 @@ final class AnswerHandler: ChannelInboundHandler, @unchecked Sendable {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard current != nil else {
+            // Bytes with no request out answer nothing: the connection is not trusted again.
+            context.close(promise: nil)
+            return
+        }
         do {
             try parser.feed(unwrapInboundIn(data)) { events.append($0) }
         } catch {
@@ -361,11 +369,11 @@ final class AnswerHandler: ChannelInboundHandler, @unchecked Sendable {
                 context.close(promise: nil)
                 return
             }
-            handle(event, context: context)
+            handle(event, context: context, lastOfRead: index == read.count - 1)
         }
     }
 
-    private func handle(_ event: ResponseParser.Event, context: ChannelHandlerContext) {
+    private func handle(_ event: ResponseParser.Event, context: ChannelHandlerContext, lastOfRead: Bool) {
         guard let exchange = current else {
             // An answer nobody asked for: the connection cannot be trusted.
             context.close(promise: nil)
@@ -399,10 +407,12 @@ final class AnswerHandler: ChannelInboundHandler, @unchecked Sendable {
             current = nil
             deadline = nil
             // Back in the pool before the caller hears of the answer, so the
-            // caller's next request finds it. A server that answered before
-            // the whole request was written leaves the connection
-            // mid-request: it is not reused.
-            if keepAlive, exchange.written { exchange.pool.release(exchange.connection) } else { context.close(promise: nil) }
+            // caller's next request finds it. Not reused: a connection with
+            // bytes after the answer (they answer nothing, and would be read
+            // as the next request's answer), or one the server answered
+            // before the whole request was written (left mid-request).
+            let clean = lastOfRead && !parser.inMessage
+            if keepAlive, exchange.written, clean { exchange.pool.release(exchange.connection) } else { context.close(promise: nil) }
             if let stream = exchange.stream {
                 stream.finish()
             } else if let head = exchange.head {

@@ -1,10 +1,10 @@
 import NIOCore
 
 /// The head of a pipeline: bytes written here go straight to the socket,
-/// past the HTTP codec behind it. The pool writes its requests this way
-/// (the response decoder is told each request's method directly), and the
-/// portal's fast lane its whole JSON answers (one buffer, no response head
-/// to build and encode).
+/// past anything behind it. The pool writes its requests this way (its
+/// pipeline has no HTTP codec), and the portal's fast lane its whole JSON
+/// answers, past NIO's response encoder (one buffer, no response head to
+/// build and encode).
 public final class HeadWriter: ChannelOutboundHandler, @unchecked Sendable {
     public typealias OutboundIn = ByteBuffer
     public typealias OutboundOut = ByteBuffer

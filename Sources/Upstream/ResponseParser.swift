@@ -249,7 +249,7 @@ struct ResponseParser {
             } else if transferCoded {
                 // Transfer coding overrides a length; a message with both is
                 // suspect, so the connection is not reused (RFC 9112 6.3).
-                if length != nil { parsed.keepAlive = false }
+                if length != nil || minor == UInt8(ascii: "0") { parsed.keepAlive = false }  // and HTTP/1.0 with one (6.1)
                 if chunked { framing = .chunked } else { framing = .untilClose; parsed.keepAlive = false }
             } else if let length {
                 framing = .length(length)
@@ -288,7 +288,9 @@ struct ResponseParser {
             case UInt8(ascii: "a")...UInt8(ascii: "f"): value = Int(byte - UInt8(ascii: "a")) + 10
             case UInt8(ascii: "A")...UInt8(ascii: "F"): value = Int(byte - UInt8(ascii: "A")) + 10
             case UInt8(ascii: ";"), UInt8(ascii: " "), UInt8(ascii: "\t"):
-                guard digits > 0 else { throw ParseError(description: "invalid chunk size") }
+                // Only whitespace, then extensions, may follow the size.
+                let rest = line.readableBytesView.dropFirst(digits).drop { $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") }
+                guard digits > 0, rest.isEmpty || rest.first == UInt8(ascii: ";") else { throw ParseError(description: "invalid chunk size") }
                 return size
             default: throw ParseError(description: "invalid chunk size")
             }

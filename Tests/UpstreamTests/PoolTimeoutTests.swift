@@ -54,8 +54,9 @@ import Testing
         #expect(ContinuousClock.now - shorter < .seconds(2), "failed only at the earlier request's later deadline")
     }
 
-    /// A server that answers its first request twice (the second answer
-    /// smuggled right behind the first), and every later one once.
+    /// A server that sends more after its answer to the first request
+    /// (`extra`: another answer, part of one, a stray line end), and
+    /// answers every later one plainly.
     final class AnswersTwice: ChannelInboundHandler, @unchecked Sendable {
         typealias InboundIn = ByteBuffer
         typealias OutboundOut = ByteBuffer
@@ -64,15 +65,19 @@ import Testing
             let connections = Mutex(0)
         }
         let requests: Count
+        let extra: String
         var received = ""
-        init(requests: Count) { self.requests = requests }
+        init(requests: Count, extra: String) {
+            self.requests = requests
+            self.extra = extra
+        }
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
             received += String(buffer: unwrapInboundIn(data))
             guard received.contains("\r\n\r\n") else { return }
             received = ""
             let first = requests.value.withLock { count in defer { count += 1 }; return count == 0 }
             let answer = first
-                ? "HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\n\"first\"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n\"smuggled\""
+                ? "HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\n\"first\"" + extra
                 : "HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\n\"second\""
             context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: answer)), promise: nil)
         }
@@ -80,12 +85,17 @@ import Testing
 
     /// An answer nobody asked for is never taken as the next request's:
     /// the connection it came on is not used again.
-    @Test func anUnaskedForAnswerIsNotTheNextRequestsAnswer() async throws {
+    @Test(arguments: [
+        "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n\"smuggled\"",  // a whole answer
+        "HTTP/1.1 200 OK\r\nX-Part: ",  // part of one
+        "\r\n",  // a stray line end
+    ])
+    func anUnaskedForAnswerIsNotTheNextRequestsAnswer(extra: String) async throws {
         let requests = AnswersTwice.Count()
         let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .childChannelInitializer { channel in
                 requests.connections.withLock { $0 += 1 }
-                return channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(AnswersTwice(requests: requests)) }
+                return channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(AnswersTwice(requests: requests, extra: extra)) }
             }
             .bind(host: "127.0.0.1", port: 0).get()
         defer { server.close(promise: nil) }

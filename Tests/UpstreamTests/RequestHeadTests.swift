@@ -26,6 +26,12 @@ import Testing
         #expect(HTTP1Pool.RequestHead(method: .POST, uri: "/", fields: [(name, "v")]) == nil)
     }
 
+    /// Their answers are framed otherwise than the pool's parser frames them.
+    @Test func headAndConnectAreRefused() {
+        #expect(HTTP1Pool.RequestHead(method: .HEAD, uri: "/", fields: []) == nil)
+        #expect(HTTP1Pool.RequestHead(method: .CONNECT, uri: "/", fields: []) == nil)
+    }
+
     @Test func aURIWithSpacesOrControlsIsRefused() {
         #expect(HTTP1Pool.RequestHead(method: .POST, uri: "/a b", fields: []) == nil)
         #expect(HTTP1Pool.RequestHead(method: .POST, uri: "/a\r\n", fields: []) == nil)

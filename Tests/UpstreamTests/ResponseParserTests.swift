@@ -75,6 +75,11 @@ import Testing
         #expect(parse(["HTTP/1.1 200 OK\r\nConnection: Keep-Alive, CLOSE\r\nContent-Length: 0\r\n\r\n"]).responses == ["200  - close "])
         #expect(parse(["HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n"]).responses == ["200  - close "])
         #expect(parse(["HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n"]).responses == ["200  - keep "])
+        // HTTP/1.0 with a transfer coding: never reused (RFC 9112 6.1).
+        #expect(parse(["HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"]).responses
+            == ["200  - close ok"])
+        // Whitespace before a chunk's extensions is fine.
+        #expect(parse(["HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2 ;x=y\r\nok\r\n0\r\n\r\n"]).responses == ["200  - keep ok"])
         // Both framings: the transfer coding counts, and the connection is not reused.
         #expect(parse(["HTTP/1.1 200 OK\r\nContent-Length: 100\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"]).responses
             == ["200  - close ok"])
@@ -103,6 +108,7 @@ import Testing
         "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabc\r\n",
         "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1000000000000\r\n",
         "HTTP/1.1 101 Switching Protocols\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5 garbage\r\nhello\r\n0\r\n\r\n",
     ])
     func refuses(_ text: String) {
         #expect(parse([text]).error != nil, "\(text.debugDescription)")
