@@ -41,6 +41,8 @@ final class AuditJournal: @unchecked Sendable {
     /// Why the last import failed, while imports fail.
     var importFailure: (any Error)?
     private var buffer: [UInt8] = []
+    /// Why appends stopped, when a failed write left part of a batch behind.
+    private var broken: String?
     /// The file's generation (a new one when the file is empty).
     private(set) var generation: UInt64
     /// Appends fail (their calls fail closed) once this much is waiting
@@ -99,7 +101,7 @@ final class AuditJournal: @unchecked Sendable {
     func append(records: [UInt8]) throws {
         condition.lock()
         defer { condition.unlock() }
-        guard descriptor >= 0 else { throw StoreError.journal("\(path) is closed (the portal is shutting down)") }
+        guard descriptor >= 0 else { throw StoreError.journal(broken ?? "\(path) is closed (the portal is shutting down)") }
         guard end - importedEnd < maxBacklog else {
             throw StoreError.journal("\(end - importedEnd) bytes of audit records wait for the database"
                 + (importFailure.map { " (it fails: \($0))" } ?? ""))
@@ -129,10 +131,15 @@ final class AuditJournal: @unchecked Sendable {
             if count < 0 {
                 let code = errno
                 if code == EINTR { continue }
-                if ftruncate(descriptor, off_t(end)) != 0 {
-                    // Part of a record stays in the file: nothing may follow it.
+                if written > 0 {
+                    // Part of it is in the file, and an import may already
+                    // have taken the whole records in that part: the file
+                    // is not cut back (offsets would no longer match), and
+                    // nothing more is appended. The next start drops the
+                    // torn end.
                     Glibc.close(descriptor)
                     descriptor = -1
+                    broken = "\(path) stopped taking records after a failed write (\(String(cString: strerror(code))))"
                 }
                 throw StoreError.failed("append to", path, code)
             }

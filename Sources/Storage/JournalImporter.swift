@@ -37,8 +37,9 @@ final class JournalImporter: @unchecked Sendable {
         self.pool = pool
     }
 
-    /// Starts the thread, once; called on the first append.
-    func startIfNeeded() {
+    /// Starts the thread, once the journal is recovered (it then waits for
+    /// the first record).
+    func start() {
         journal.condition.lock()
         defer { journal.condition.unlock() }
         guard !started, !stopping else { return }

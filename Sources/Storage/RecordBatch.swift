@@ -36,17 +36,20 @@ final class RecordBatch: @unchecked Sendable {
 
     /// Appends what was added since the last flush, then answers each call.
     func flush() {
-        let waiting = completions
-        completions.removeAll(keepingCapacity: true)
+        var waiting: [@Sendable ((any Error)?) -> Void] = []
+        swap(&waiting, &completions)  // a completion may add to the next batch
         var failure: (any Error)?
         do {
             try journal.append(records: records)
-            importer.startIfNeeded()
         } catch {
             failure = error
         }
         records.removeAll(keepingCapacity: true)
         for completion in waiting { completion(failure) }
+        if completions.isEmpty {
+            waiting.removeAll(keepingCapacity: true)
+            completions = waiting
+        }
     }
 
     /// The batch installed on the calling thread, if any.

@@ -81,6 +81,7 @@ public final class SQLiteStore: AuditStore, PinStore, Sendable {
                 journal.close()
                 throw error
             }
+            importer.start()
             self.importer = importer
         }
     }
@@ -243,7 +244,6 @@ public final class SQLiteStore: AuditStore, PinStore, Sendable {
 
     private func append(_ event: AuditEvent, _ importer: JournalImporter) throws {
         try importer.journal.append(event)
-        importer.startIfNeeded()
     }
 
     /// Imports every whole record in the journal (a running portal's, or
