@@ -377,8 +377,9 @@ extension SQLiteStore {
     /// journal's field order is the INSERT's).
     private static func insert(bytes: [UInt8], payloads: [Range<Int>], _ db: Database) throws {
         let row = try InsertRow(db)
-        defer { row.reset() }
         try bytes.withUnsafeBytes { raw in
+            // Text is bound in place: the bindings are cleared before the bytes go.
+            defer { row.reset() }
             for range in payloads {
                 row.reset()
                 _ = JournalRecord.fields(UnsafeRawBufferPointer(rebasing: raw[range])) { column, field in
