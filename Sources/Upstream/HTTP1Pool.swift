@@ -1,4 +1,5 @@
 import Foundation
+import MCPWire
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -69,21 +70,13 @@ final class HTTP1Pool: Sendable {
         }
 
         private static func write(_ name: String, _ value: String, to buffer: inout ByteBuffer) -> Bool {
-            guard !name.isEmpty, name.utf8.allSatisfy(isTokenByte),
+            guard !name.isEmpty, name.utf8.allSatisfy(ASCII.isTokenByte),
                   value.utf8.allSatisfy({ $0 >= 0x20 && $0 != 0x7F || $0 == 0x09 }) else { return false }
             buffer.writeString(name)
             buffer.writeStaticString(": ")
             buffer.writeString(value)
             buffer.writeStaticString("\r\n")
             return true
-        }
-
-        /// tchar (RFC 9110 5.6.2).
-        private static func isTokenByte(_ byte: UInt8) -> Bool {
-            switch byte {
-            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"): true
-            default: "!#$%&'*+-.^_`|~".utf8.contains(byte)
-            }
         }
     }
 

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import MCPWire
 import NIOCore
 
@@ -45,6 +48,8 @@ struct ResponseParser {
     }
 
     private var state = State.head
+    /// How much of a head still coming is known to hold no end.
+    private var headScanned = 0
     /// Bytes read but not yet taken.
     private var pending: ByteBuffer?
 
@@ -87,11 +92,17 @@ struct ResponseParser {
         defer { pending = buffer }
         switch state {
         case .head:
-            let length = Self.headLength(buffer)
+            let length = Self.headLength(buffer, from: headScanned)
             guard (length ?? buffer.readableBytes) <= Self.maxHead else {
                 throw ParseError(description: "response head longer than \(Self.maxHead) bytes")
             }
-            guard let length else { return false }
+            guard let length else {
+                // What is read of the head is not searched again: a head
+                // that comes a byte at a time costs no more than one that comes whole.
+                headScanned = max(0, buffer.readableBytes - 2)
+                return false
+            }
+            headScanned = 0
             let head = buffer.readSlice(length: length)!
             guard let (parsed, framing) = try Self.parseHead(head) else { return true }  // 1xx: the final answer follows
             try emit(.head(parsed))
@@ -152,10 +163,11 @@ struct ResponseParser {
     }
 
     /// The length of the head at the start of `buffer`, up to and with the
-    /// empty line that ends it (CRLF CRLF, or bare LFs), if all of it is there.
-    static func headLength(_ buffer: ByteBuffer) -> Int? {
+    /// empty line that ends it (CRLF CRLF, or bare LFs), if all of it is
+    /// there; the search for it starts at `from`.
+    static func headLength(_ buffer: ByteBuffer, from: Int = 0) -> Int? {
         buffer.withUnsafeReadableBytes { bytes -> Int? in
-            var index = 0
+            var index = from
             let count = bytes.count
             while index < count {
                 guard let newline = memchrIndex(bytes, from: index, UInt8(ascii: "\n")) else { return nil }
@@ -171,12 +183,9 @@ struct ResponseParser {
     }
 
     private static func memchrIndex(_ bytes: UnsafeRawBufferPointer, from: Int, _ byte: UInt8) -> Int? {
-        var index = from
-        while index < bytes.count {
-            if bytes[index] == byte { return index }
-            index += 1
-        }
-        return nil
+        guard from < bytes.count, let base = bytes.baseAddress,
+              let found = memchr(base + from, Int32(byte), bytes.count - from) else { return nil }
+        return base.distance(to: UnsafeRawPointer(found))
     }
 
     /// The head's status and fields; nil for an interim (1xx) answer.
@@ -211,7 +220,7 @@ struct ResponseParser {
                     throw ParseError(description: "malformed header field")
                 }
                 let name = line[..<colon]
-                guard name.allSatisfy(isToken) else { throw ParseError(description: "malformed header field name") }
+                guard name.allSatisfy(ASCII.isTokenByte) else { throw ParseError(description: "malformed header field name") }
                 let value = trimmed(line[line.index(after: colon)...])
                 guard !value.contains(where: { ($0 < 0x20 && $0 != 0x09) || $0 == 0x7F }) else {
                     throw ParseError(description: "control character in a header field")
@@ -317,14 +326,6 @@ struct ResponseParser {
         while let first = slice.first, first == 0x20 || first == 0x09 { slice = slice.dropFirst() }
         while let last = slice.last, last == 0x20 || last == 0x09 { slice = slice.dropLast() }
         return slice
-    }
-
-    /// RFC 9110 5.6.2 tchar.
-    private static func isToken(_ byte: UInt8) -> Bool {
-        switch byte {
-        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"): true
-        default: "!#$%&'*+-.^_`|~".utf8.contains(byte)
-        }
     }
 
     /// The lines of a head, each without its CRLF or LF.
