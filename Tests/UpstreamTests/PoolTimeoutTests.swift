@@ -111,4 +111,46 @@ import Testing
         #expect(requests.value.withLock { $0 } == 2)
         #expect(requests.connections.withLock { $0 } == 2, "the connection with the unasked-for answer was used again")
     }
+
+    /// Answers every request with an event stream in chunks, ended each time.
+    final class Streams: ChannelInboundHandler, @unchecked Sendable {
+        typealias InboundIn = ByteBuffer
+        typealias OutboundOut = ByteBuffer
+        var received = ""
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            received += String(buffer: unwrapInboundIn(data))
+            guard received.contains("\r\n\r\n") else { return }
+            received = ""
+            context.write(wrapOutboundOut(ByteBuffer(string: "HTTP/1.1 200 OK\r\nContent-Type: Text/Event-Stream\r\nTransfer-Encoding: chunked\r\n\r\n")), promise: nil)
+            context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: "9\r\ndata: a\n\n\r\n")), promise: nil)
+            context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: "9\r\ndata: b\n\n\r\n0\r\n\r\n")), promise: nil)
+        }
+    }
+
+    /// An event stream comes as a stream (its type in any case), whole and
+    /// in order, and its connection serves the next request once it ends.
+    @Test func anEventStreamComesAsItIsReadAndFreesItsConnection() async throws {
+        let connections = AnswersTwice.Count()
+        let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .childChannelInitializer { channel in
+                connections.connections.withLock { $0 += 1 }
+                return channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(Streams()) }
+            }
+            .bind(host: "127.0.0.1", port: 0).get()
+        defer { server.close(promise: nil) }
+        let pool = HTTP1Pool(host: "127.0.0.1", port: try #require(server.localAddress?.port))
+        let head = try #require(HTTP1Pool.RequestHead(method: .POST, uri: "/", fields: [("Host", "127.0.0.1")]))
+        let request = try #require(head.request(adding: [], body: []))
+        for _ in 0..<2 {
+            guard case .streaming(let head, let body) = try await pool.execute(request, timeout: .seconds(5)) else {
+                Issue.record("not answered as a stream")
+                return
+            }
+            #expect(head.status == 200)
+            var text = ""
+            for try await part in body { text += String(buffer: part) }
+            #expect(text == "data: a\n\ndata: b\n\n")
+        }
+        #expect(connections.connections.withLock { $0 } == 1, "the stream's connection was not used again")
+    }
 }
